@@ -1,0 +1,46 @@
+"""The ``jestbench`` command line: one sub-command per module of :mod:`harness.commands`.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets ``handler`` to
+a function taking the parsed arguments and returning an exit status. Heavy imports happen inside
+handlers, so ``jestbench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from harness import __version__
+from harness.errors import UserError
+from strategies import StrategyError
+
+COMMANDS = ("strategies",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jestbench",
+        description="Benchmark online data-selection strategies (JEST and others) for contrastive "
+        "image-text training at a fixed FLOP budget.",
+    )
+    parser.add_argument("--version", action="version", version=f"jestbench {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"harness.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(handler(args) or 0)
+    except (UserError, StrategyError) as err:
+        print(f"jestbench: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``jestbench`` CLI; see :mod:`harness.cli`."""
