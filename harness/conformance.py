@@ -60,6 +60,10 @@ def _select(strategy: ValidatedStrategy, view: EmbeddingView, batch_size: int, s
         return strategy.select(view, batch_size, torch.Generator().manual_seed(seed))
     except StrategyError as err:
         raise AssertionError(str(err)) from err
+    except Exception as err:
+        raise AssertionError(
+            f"{strategy.name}: selecting b={batch_size} of B={view.size} raised {type(err).__name__}: {err}"
+        ) from err
 
 
 def check_distinct_in_range(factory: StrategyFactory) -> None:
@@ -93,6 +97,10 @@ def check_oversized_refused(factory: StrategyFactory) -> None:
         strategy.select(random_view(16, seed=3), 32, torch.Generator().manual_seed(0))
     except StrategyError:
         return
+    except Exception as err:
+        raise AssertionError(
+            f"{strategy.name}: b=32 > B=16 raised {type(err).__name__}, not StrategyError"
+        ) from err
     raise AssertionError(f"{strategy.name}: selecting b=32 from B=16 was not refused")
 
 
@@ -109,10 +117,7 @@ def check_extreme_scores(factory: StrategyFactory) -> None:
 def check_declared_needs(factory: StrategyFactory) -> None:
     """The strategy reads only what its needs declare (the view refuses anything else)."""
     strategy = _build(factory)
-    try:
-        strategy.select(random_view(64, seed=5), 16, torch.Generator().manual_seed(0))
-    except StrategyError as err:
-        raise AssertionError(str(err)) from err
+    _select(strategy, random_view(64, seed=5), 16, seed=0)
 
 
 CONFORMANCE_CHECKS: dict[str, Callable[[StrategyFactory], None]] = {

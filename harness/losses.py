@@ -34,15 +34,16 @@ def pair_losses(
     image_rows = image if rows is None else image[rows]
     text_cols = text if columns is None else text[columns]
     logits = scale * image_rows @ text_cols.T + bias
-    labels = (row_index[:, None] == col_index[None, :]).to(logits.dtype) * 2 - 1
-    return -F.logsigmoid(labels * logits)
+    positive = row_index[:, None] == col_index[None, :]
+    # -log σ(z·x) is softplus(-x) for a positive pair (z = +1) and softplus(x) for a negative one.
+    return F.softplus(torch.where(positive, -logits, logits))
 
 
 def unconditional_losses(
     image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor | float, bias: torch.Tensor | float
 ) -> torch.Tensor:
     """``L_ii`` per example: the loss of each pair given no other example, O(n·d)."""
-    return -F.logsigmoid(scale * (image * text).sum(dim=-1) + bias)
+    return F.softplus(-(scale * (image * text).sum(dim=-1) + bias))
 
 
 def conditional_losses(

@@ -75,22 +75,23 @@ def joint_sample_transcribed(
 ) -> torch.Tensor:
     """The paper's Algorithm 1 transcribed directly: a dense ``M`` and full masked sums every chunk.
 
-    O(N·B²) time and O(B²) memory. It is the yardstick that :func:`joint_sample` must match index for
-    index in float64 with the same generator (DESIGN §3), and the baseline the selection benchmark
-    times; it is not used for training.
+    As the paper writes it, each chunk recomputes ``logits_ij = (M * is_sampled[None, :]).sum(1)`` and
+    ``logits_ji = (M * is_sampled[:, None]).sum(0)`` over the whole matrix: O(N·B²) time and O(B²)
+    memory. It is the yardstick that :func:`joint_sample` must match index for index in float64 with
+    the same generator (DESIGN §3), and the baseline the selection benchmark times; never used to train.
     """
     matrix = gain * scores
     size = matrix.shape[0]
-    chosen = torch.zeros(size, dtype=torch.bool)
+    is_sampled = torch.zeros(size, dtype=matrix.dtype)
     picks: list[torch.Tensor] = []
     chunk = batch_size // n_chunks
     for _ in range(n_chunks):
-        mask = chosen.to(matrix.dtype)
-        logits = matrix.diagonal() + matrix @ mask + mask @ matrix
-        logits = logits.masked_fill(chosen, float("-inf"))
+        logits_ij = (matrix * is_sampled[None, :]).sum(dim=1)
+        logits_ji = (matrix * is_sampled[:, None]).sum(dim=0)
+        logits = (matrix.diagonal() + logits_ij + logits_ji).masked_fill(is_sampled.bool(), float("-inf"))
         pick = gumbel_top_k(logits, chunk, gumbel_noise(logits.shape, generator, logits.dtype))
         picks.append(pick)
-        chosen[pick] = True
+        is_sampled[pick] = 1
     return torch.cat(picks)
 
 

@@ -1,0 +1,133 @@
+"""Plugin discovery end to end: packages installed for real into a temporary target directory, seen
+through importlib.metadata in a subprocess (so parallel test workers never see the registry change)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "jestbench-example-plugin"
+
+
+def _pip_install(package: Path, target: Path) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(package),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _broken_package(root: Path) -> Path:
+    """A plugin package with two bad entry points: one whose module fails to import, one whose name
+    is taken by a built-in."""
+    (root / "jestbench_broken").mkdir(parents=True)
+    (root / "jestbench_broken" / "__init__.py").write_text("raise ImportError('a dependency is missing')\n")
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [build-system]
+            requires = ["setuptools>=69"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "jestbench-broken-plugin"
+            version = "0.0.1"
+            [project.entry-points."jestbench.strategies"]
+            broken-rule = "jestbench_broken:Rule"
+            jest = "jestbench_broken:Jest"
+            [tool.setuptools]
+            packages = ["jestbench_broken"]
+            """
+        )
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    target = tmp_path_factory.mktemp("site")
+    _pip_install(EXAMPLE, target)
+    _pip_install(_broken_package(tmp_path_factory.mktemp("broken")), target)
+    return target
+
+
+def _run(site: Path, *args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "harness", *args]
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=site)
+
+
+def test_installed_plugin_is_listed_and_built_through_the_entry_point(site):
+    code = textwrap.dedent(
+        """
+        import json, sys
+        import torch
+        from strategies import default_registry
+        r = default_registry()
+        s = r.get_strategy("learnability-mix", fraction=0.25)
+        from jestbench import random_view
+        index = s.select(random_view(40, seed=0), 8, torch.Generator().manual_seed(0))
+        print(json.dumps({"names": r.list_strategies(), "source": r.source("learnability-mix"),
+                          "modules": sorted(m for m in sys.modules if m.startswith("jestbench_")),
+                          "index": index.tolist(), "errors": r.plugin_errors()}))
+        """
+    )
+    result = _run(site, code=code)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert "learnability-mix" in report["names"] and "jest" in report["names"]
+    assert report["source"] == "plugin from jestbench-example-plugin"
+    assert report["modules"] == ["jestbench_example_plugin"]  # the broken plugin was never imported
+    assert len(set(report["index"])) == 8
+
+
+def test_a_broken_plugin_is_named_and_does_not_break_the_others_or_the_listing(site):
+    listing = _run(site, "strategies")
+    assert listing.returncode == 0, listing.stderr
+    assert "learnability-mix" in listing.stdout and "uniform" in listing.stdout
+    assert "plugin 'jest' from package 'jestbench-broken-plugin' not registered" in listing.stdout
+    row = next(line for line in listing.stdout.splitlines() if line.startswith("broken-rule"))
+    assert "unavailable" in row and "jestbench-broken-plugin" in row and "a dependency is missing" in row
+
+    show = _run(site, "strategies", "show", "broken-rule")
+    assert show.returncode == 2
+    assert "plugin 'broken-rule' from package 'jestbench-broken-plugin' failed to load" in show.stderr
+    assert "Traceback" not in show.stderr
+
+    builtin = _run(site, "strategies", "show", "jest")
+    assert builtin.returncode == 0 and "built-in" in builtin.stdout
+
+
+def test_the_plugin_passes_the_conformance_kit_from_the_cli(site):
+    result = _run(site, "strategies", "check", "learnability-mix")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok ") == 6
+
+
+def test_the_plugins_own_tests_run_the_kit(site):
+    """The example's test file, as its author would run it with pytest."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        cwd=site,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
