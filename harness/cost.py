@@ -15,7 +15,8 @@ sub-batch ``b``, ``F = F_img + F_txt`` and ``A = F_img,coarse / F_img``, a step 
   ``F_ref·B`` per step uncached;
 - pairwise products: the image·text products that scoring ran (``B x b x d``-sized blocks per model),
   counted by the view (``EmbeddingView.pairwise_macs``);
-- FlexiViT resize: once per step that uses the coarse patch size.
+- FlexiViT resize: once per step that uses the coarse patch size (its forward FLOPs; 3x when a
+  training part runs coarse, since the backward then runs through it too).
 
 So a learner-scored strategy costs ``(F·B + 3F·b) / 3F·b = (B/b + 3)/3`` of uniform: 2.67 at
 ``f = 0.8``. The paper's appendix A.4 instead reuses the scoring pass for the gradient step,
@@ -80,9 +81,12 @@ def _split(batch_size: int, parts: int) -> list[int]:
     return [base + (i < extra) for i in range(parts)]
 
 
-def _uses_coarse(needs: Needs, training: TrainingPlan) -> bool:
-    scored_coarse = needs.learner and needs.learner_resolution == "coarse"
-    return scored_coarse or "coarse" in training.resolutions
+def _resize_passes(needs: Needs, training: TrainingPlan) -> int:
+    """Multiples of the resize's forward FLOPs one step costs: 0 without the coarse patch size, 1 when
+    only scoring uses it, 3 when training does (gradients flow back through it to the base weights)."""
+    if "coarse" in training.resolutions:
+        return 3
+    return 1 if needs.learner and needs.learner_resolution == "coarse" else 0
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class CostModel:
             learner_scoring=B * self.learner.forward(needs.learner_resolution) if needs.learner else 0,
             reference=B * self.reference_flops.full if needs.reference and not self.reference_cached else 0,
             pairwise=int(pairwise),
-            resize=self.learner.resize if _uses_coarse(needs, training) else 0,
+            resize=self.learner.resize * _resize_passes(needs, training),
         )
 
     def paper_step_cost(self, needs: Needs, training: TrainingPlan, shape: BatchShape) -> float:

@@ -132,8 +132,8 @@ def count(module: nn.Module, inputs: tuple[Any, ...]) -> int:
 class ModelFlops:
     """Forward FLOPs per example of one dual encoder, per tower (1 FLOP = 1 multiply-add).
 
-    ``resize`` is the FlexiViT resize of the patch embedding to the coarse patch size, charged once
-    per step that uses the coarse resolution (it does not scale with the batch).
+    ``resize`` is the forward FLOPs of the FlexiViT resize of the patch embedding to the coarse patch
+    size, which runs once per step that uses the coarse resolution (it does not scale with the batch).
     """
 
     image_full: int

@@ -67,13 +67,15 @@ def test_the_paper_reuses_the_scoring_pass() -> None:
 
 
 def test_flexi_jest_scores_the_image_tower_coarse_and_trains_half_and_half() -> None:
-    """B·(F_txt + A·F_img) + 3b·(F_txt + F_img·(1 + A)/2), plus one resize per step."""
+    """B·(F_txt + A·F_img) + 3b·(F_txt + F_img·(1 + A)/2), plus the resize once per step."""
     step = CostModel(TOWERS).step_cost(*FLEXI, B_AT_08)
     assert step.learner_scoring == 1280 * (20 + 25)
     assert step.training == 3 * 256 * 20 + 3 * 128 * 100 + 3 * 128 * 25
-    assert step.resize == 7
+    assert step.resize == 3 * 7  # resized once, and back-propagated through
     two_resolution_uniform = (Needs(), TrainingPlan(("full", "coarse")))
-    assert CostModel(TOWERS).step_cost(*two_resolution_uniform, B_AT_08).resize == 7
+    assert CostModel(TOWERS).step_cost(*two_resolution_uniform, B_AT_08).resize == 3 * 7
+    scored_coarse_only = (Needs(learner=True, learner_resolution="coarse"), TrainingPlan())
+    assert CostModel(TOWERS).step_cost(*scored_coarse_only, B_AT_08).resize == 7
 
 
 def test_the_paper_applies_A_to_the_whole_model() -> None:

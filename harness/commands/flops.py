@@ -150,7 +150,7 @@ def _preset_section(
         _compare_row(
             "A = F_img,coarse / F_img", flops.coarse_ratio, PAPER_COARSE_RATIO if is_paper else None, "{:.3f}"
         ),
-        f"| FlexiViT resize to patch {q}, per step that uses it | {_flops(flops.resize)} | | |",
+        f"| FlexiViT resize to patch {q} (forward), once per step that uses it | {_flops(flops.resize)} | | |",
     ]
     if is_paper:
         at_224 = image_tower_flops(dataclasses.replace(config, image_size=224), [p])[p]

@@ -56,7 +56,7 @@ def pinv_resize_matrix(old: int, new: int) -> torch.Tensor:
     A constant of the two patch sizes, computed once per process (its few milliseconds are not
     charged: they do not grow with training).
     """
-    basis = torch.eye(old * old, dtype=torch.float64).reshape(old * old, 1, old, old)
+    basis = torch.eye(old * old, dtype=torch.float64, device="cpu").reshape(old * old, 1, old, old)
     resize = bilinear_resize(basis, new).reshape(old * old, new * new).T
     pinv: torch.Tensor = torch.linalg.pinv(resize)
     return pinv
@@ -71,7 +71,7 @@ def resize_patch_embedding(base: PatchEmbedding, patch_size: int) -> PatchEmbedd
     if patch_size == old:
         return base
     grid = base.position.shape[-1] * old // patch_size
-    matrix = pinv_resize_matrix(old, patch_size).to(base.weight.dtype)
+    matrix = pinv_resize_matrix(old, patch_size).to(base.weight)
     weight = base.weight.flatten(2) @ matrix
     out_channels, in_channels = base.weight.shape[:2]
     return PatchEmbedding(
