@@ -13,10 +13,14 @@ import argparse
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
 from strategies import Needs, TrainingPlan
+
+if TYPE_CHECKING:  # the handler imports these lazily, so `jestbench --help` stays fast
+    from harness.cost import CostModel, UniformStep
+    from harness.models import ModelConfig
 
 HELP = """\
 jestbench flops                         all presets
@@ -126,93 +130,163 @@ def flops_report(
 def _preset_section(
     preset: str, *, batch_size: int, pool_size: int, reference_examples: int, steps: int
 ) -> str:
-    from harness.batching import BatchShape
-    from harness.cost import CostModel, UniformStep, measure_pairwise
-    from harness.flops import image_tower_flops, model_flops
+    from harness.cost import CostModel, UniformStep
+    from harness.flops import model_flops
     from harness.models import preset_config
-    from strategies import default_registry
 
     config = preset_config(preset)
     flops = model_flops(config)
-    is_paper = preset == PAPER_PRESET
+    cost = CostModel(flops)
+    unit = UniformStep.of(cost, batch_size)
+    # The reference's one-off costs, in uniform steps (embedding the pool is skipped when uncached).
+    one_off = {
+        "pool": unit.to_steps(cost.reference_pool_flops(pool_size)),
+        "training": unit.to_steps(cost.reference_training_flops(reference_examples)),
+    }
     p, q = config.patch_size, config.coarse_patch_size
-    lines = [
+    title = (
         f"## `{preset}`: {config.image_size} px x {config.channels} channels, patch {p} (coarse {q}), "
         f"width {config.width} x {config.depth} layers; text {config.context_length} tokens, width "
-        f"{config.text_width} x {config.text_depth} layers; embeddings of {config.embed_dim}",
-        "",
+        f"{config.text_width} x {config.text_depth} layers; embeddings of {config.embed_dim}"
+    )
+    is_paper = preset == PAPER_PRESET
+    quantities = _quantities_table(
+        is_paper, config, cost, unit, pool_size=pool_size, reference_examples=reference_examples
+    )
+    strategies = _strategies_table(is_paper, cost, unit, batch_size, one_off, steps)
+    return "\n\n".join([title, quantities, strategies])
+
+
+def _quantities_table(
+    is_paper: bool,
+    config: ModelConfig,
+    cost: CostModel,
+    unit: UniformStep,
+    *,
+    pool_size: int,
+    reference_examples: int,
+) -> str:
+    """Tower FLOPs, A, the resize, ViT-B/16 at 224 px for the paper's preset, and the reference's
+    one-off costs."""
+    from harness.flops import image_tower_flops
+
+    flops = cost.learner
+    p, q = config.patch_size, config.coarse_patch_size
+    rows = [
         "| quantity (1 FLOP = 1 multiply-add) | ours | paper | ours vs paper |",
         "|---|---:|---:|---:|",
-        f"| F_img per example, patch {p} | {_flops(flops.image_full)} | | |",
-        f"| F_img per example, patch {q} | {_flops(flops.image_coarse)} | | |",
-        f"| F_txt per example, {flops.text_length} tokens | {_flops(flops.text)} | | |",
-        f"| F = F_img + F_txt | {_flops(flops.full)} | | |",
-        _compare_row(
-            "A = F_img,coarse / F_img", flops.coarse_ratio, PAPER_COARSE_RATIO if is_paper else None, "{:.3f}"
+        _row(f"F_img per example, patch {p}", _flops(flops.image_full)),
+        _row(f"F_img per example, patch {q}", _flops(flops.image_coarse)),
+        _row(f"F_txt per example, {flops.text_length} tokens", _flops(flops.text)),
+        _row("F = F_img + F_txt", _flops(flops.full)),
+        _row(
+            "A = F_img,coarse / F_img",
+            f"{flops.coarse_ratio:.3f}",
+            *(
+                (f"{PAPER_COARSE_RATIO:.3f}", _difference(flops.coarse_ratio, PAPER_COARSE_RATIO))
+                if is_paper
+                else ()
+            ),
         ),
-        f"| FlexiViT resize to patch {q} (forward), once per step that uses it | {_flops(flops.resize)} | | |",
+        _row(f"FlexiViT resize to patch {q} (forward), once per step that uses it", _flops(flops.resize)),
     ]
     if is_paper:
         at_224 = image_tower_flops(dataclasses.replace(config, image_size=224), [p])[p]
-        lines.append(_compare_row(f"ViT-B/{p} image tower at 224 px", at_224, PAPER_VIT_B16_224, "{}"))
+        rows.append(
+            _row(
+                f"ViT-B/{p} image tower at 224 px",
+                _flops(at_224),
+                _flops(PAPER_VIT_B16_224),
+                _difference(at_224, PAPER_VIT_B16_224),
+            )
+        )
+    pool, training = cost.reference_pool_flops(pool_size), cost.reference_training_flops(reference_examples)
+    rows += [
+        _row(
+            f"reference: embedding the pool of {pool_size:,} (one-off)",
+            f"{_flops(pool)} = {unit.to_steps(pool):.1f} uniform steps",
+        ),
+        _row(
+            f"reference: training on {reference_examples:,} examples (one-off)",
+            f"{_flops(training)} = {unit.to_steps(training):.1f} uniform steps",
+        ),
+    ]
+    return "\n".join(rows)
 
-    cost = CostModel(flops)
-    uncached = dataclasses.replace(cost, reference_cached=False)
-    unit = UniformStep.of(cost, batch_size)
-    pool_steps = unit.to_steps(cost.reference_pool_flops(pool_size))
-    reference_steps = unit.to_steps(cost.reference_training_flops(reference_examples))
-    lines += [
-        f"| reference: embedding the pool of {pool_size:,} (one-off) | {_flops(cost.reference_pool_flops(pool_size))}"
-        f" = {pool_steps:.1f} uniform steps | | |",
-        f"| reference: training on {reference_examples:,} examples (one-off) | "
-        f"{_flops(cost.reference_training_flops(reference_examples))} = {reference_steps:.1f} uniform steps | | |",
-        "",
+
+def _strategies_table(
+    is_paper: bool,
+    cost: CostModel,
+    unit: UniformStep,
+    batch_size: int,
+    one_off: dict[str, float],
+    steps: int,
+) -> str:
+    """Every registered strategy at each filter ratio (and, if it reads the reference, with the
+    reference uncached): as charged, by the paper's formula, and the paper's figure where it gives one."""
+    from harness.batching import BatchShape
+    from harness.cost import measure_pairwise
+    from strategies import default_registry
+
+    paper_uniform = cost.paper_step_cost(Needs(), TrainingPlan(), BatchShape(batch_size, batch_size))
+    rows = [
         f"Per-step cost relative to `uniform` (b = {batch_size}; uniform = {_flops(unit.flops)} per step):",
         "",
         "| strategy | f | B | as charged | paper's formula (A.4) | paper's figure | charged vs figure "
         "| formula vs figure | all-in |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    paper_uniform = cost.paper_step_cost(Needs(), TrainingPlan(), BatchShape(batch_size, batch_size))
     registry = default_registry()
     for name in registry.list_strategies():
         strategy = registry.get_strategy(name)
+        needs, training = strategy.needs, strategy.training
         for filter_ratio in FILTER_RATIOS:
             shape = BatchShape.from_filter_ratio(batch_size, filter_ratio)
             strategy.check_sizes(shape.batch_size, shape.super_batch_size)
-            figure = _paper_figure(strategy.needs, strategy.training, filter_ratio) if is_paper else None
-            pairwise = measure_pairwise(strategy, shape, flops.embed_dim)
-            modes = [(name, cost, figure and figure[0])]
-            if strategy.needs.reference:
-                modes.append((f"{name}, uncached reference", uncached, figure and figure[1]))
-            for label, model, paper in modes:
-                step = model.step_cost(strategy.needs, strategy.training, shape, pairwise=pairwise)
-                charged = step.total / unit.flops
-                formula = model.paper_step_cost(strategy.needs, strategy.training, shape) / paper_uniform
-                one_off = reference_steps + (pool_steps if model.reference_cached else 0.0)
-                all_in = charged + (one_off / steps if strategy.needs.reference else 0.0)
-                lines.append(
-                    f"| {label} | {shape.filter_ratio:.2f} | {shape.super_batch_size} | {charged:.2f}x | "
-                    f"{formula:.2f}x | {_ratio(paper)} | {_difference(charged, paper)} | "
-                    f"{_difference(formula, paper)} | {all_in:.2f}x |"
+            pairwise = measure_pairwise(strategy, shape, cost.learner.embed_dim)
+            for cached in (True, False) if needs.reference else (True,):
+                model = dataclasses.replace(cost, reference_cached=cached)
+                charged = model.step_cost(needs, training, shape, pairwise=pairwise).total / unit.flops
+                formula = model.paper_step_cost(needs, training, shape) / paper_uniform
+                paper = _paper_figure(needs, training, filter_ratio, cached) if is_paper else None
+                reference_one_off = one_off["training"] + (one_off["pool"] if cached else 0.0)
+                all_in = charged + (reference_one_off / steps if needs.reference else 0.0)
+                label = name if cached else f"{name}, uncached reference"
+                rows.append(
+                    _row(
+                        label,
+                        f"{shape.filter_ratio:.2f}",
+                        str(shape.super_batch_size),
+                        f"{charged:.2f}x",
+                        f"{formula:.2f}x",
+                        "" if paper is None else f"{paper:.2f}x",
+                        _difference(charged, paper),
+                        _difference(formula, paper),
+                        f"{all_in:.2f}x",
+                    )
                 )
-    return "\n".join(lines)
+    return "\n".join(rows)
 
 
-def _paper_figure(
-    needs: Needs, training: TrainingPlan, filter_ratio: float
-) -> tuple[float | None, float | None] | None:
-    """The paper's per-step figure (reference cached, uncached) for a strategy's needs and training,
-    where the paper gives one: only at f = 0.8, for learner scoring at full resolution (JEST's 2.33x,
-    its uncached-reference 4x) and for coarse scoring with two-resolution training (Flexi-JEST's 1.10x)."""
+def _paper_figure(needs: Needs, training: TrainingPlan, filter_ratio: float, cached: bool) -> float | None:
+    """The paper's per-step figure for a strategy's needs and training plan, where it gives one: only
+    at f = 0.8, for learner scoring at full resolution (JEST's 2.33x; 4x with the reference uncached)
+    and for coarse scoring with two-resolution training (Flexi-JEST's 1.10x, reference cached)."""
     if filter_ratio != PAPER_FILTER_RATIO or not needs.learner:
         return None
-    uncached = PAPER_UNCACHED_REFERENCE if needs.reference else None
     if needs.learner_resolution == "full" and tuple(training.resolutions) == ("full",):
-        return PAPER_LEARNER_SCORED, uncached
-    if needs.learner_resolution == "coarse" and set(training.resolutions) == {"full", "coarse"}:
-        return PAPER_FLEXI, None
+        if cached:
+            return PAPER_LEARNER_SCORED
+        return PAPER_UNCACHED_REFERENCE if needs.reference else None
+    if needs.learner_resolution == "coarse" and set(training.resolutions) == {"full", "coarse"} and cached:
+        return PAPER_FLEXI
     return None
+
+
+def _row(*cells: str) -> str:
+    """A Markdown table row; missing trailing cells of a 4-column quantity row are left empty."""
+    padded = list(cells) + [""] * (4 - len(cells))
+    return "| " + " | ".join(padded) + " |"
 
 
 def _flops(value: float) -> str:
@@ -222,16 +296,5 @@ def _flops(value: float) -> str:
     return f"{value:.0f}"
 
 
-def _ratio(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}x"
-
-
 def _difference(ours: float, paper: float | None) -> str:
     return "" if paper is None else f"{(ours / paper - 1) * 100:+.1f}%"
-
-
-def _compare_row(quantity: str, ours: float, paper: float | None, fmt: str) -> str:
-    show = _flops if fmt == "{}" else fmt.format
-    return (
-        f"| {quantity} | {show(ours)} | {'' if paper is None else show(paper)} | {_difference(ours, paper)} |"
-    )
