@@ -101,18 +101,42 @@ class _Resize(nn.Module):
         return tuple(resize_patch_embedding(PatchEmbedding(weight, bias, position), self.patch_size))
 
 
-def image_inputs(model: DualEncoder, patch_size: int) -> tuple[torch.Tensor, ...]:
-    """One image and the patch embedding at ``patch_size``: the inputs traced for the image tower."""
+Traced = tuple[nn.Module, tuple[torch.Tensor, ...]]
+
+
+def _materialised(config: ModelConfig) -> DualEncoder:
+    """The model with uninitialised weights: built on ``meta`` (no init cost), then given memory.
+    FLOPs depend on shapes only."""
+    with torch.device("meta"):
+        model = DualEncoder(config)
+    return model.to_empty(device="cpu").eval()
+
+
+def _image_part(model: DualEncoder, patch_size: int) -> Traced:
+    """The image tower at ``patch_size`` and its inputs: one image and the resized patch embedding."""
     cfg = model.config
     with torch.no_grad():
         patch = model.image.patch_embedding(patch_size)
     images = torch.zeros(1, cfg.channels, cfg.image_size, cfg.image_size)
-    return (images, *patch)
+    return _ImageTowerAt(model), (images, *patch)
 
 
-def text_inputs(text_length: int) -> tuple[torch.Tensor]:
-    """One text of ``text_length`` non-padding tokens: the input traced for the text tower."""
-    return (torch.ones(1, text_length, dtype=torch.long),)
+def traced_parts(config: ModelConfig, text_length: int | None = None) -> dict[str, Traced]:
+    """What :func:`model_flops` traces, as ``(module, inputs)`` per part: ``image_full``,
+    ``image_coarse`` (one image), ``text`` (one text of ``text_length`` non-padding tokens, the
+    context length by default) and ``resize`` (the base patch embedding to the coarse patch size)."""
+    length = config.context_length if text_length is None else text_length
+    if not 1 <= length <= config.context_length:
+        raise ValueError(f"text length {length} is outside [1, context_length={config.context_length}]")
+    model = _materialised(config)
+    with torch.no_grad():
+        base = tuple(model.image.patch_embedding(config.patch_size))
+    return {
+        "image_full": _image_part(model, config.patch_size),
+        "image_coarse": _image_part(model, config.coarse_patch_size),
+        "text": (model.text, (torch.ones(1, length, dtype=torch.long),)),
+        "resize": (_Resize(config.coarse_patch_size), base),
+    }
 
 
 def count(module: nn.Module, inputs: tuple[Any, ...]) -> int:
@@ -162,39 +186,17 @@ class ModelFlops:
         return self.image_coarse / self.image_full
 
 
-def _materialised(config: ModelConfig) -> DualEncoder:
-    """The model with uninitialised weights: built on ``meta`` (no init cost), then given memory."""
-    with torch.device("meta"):
-        model = DualEncoder(config)
-    return model.to_empty(device="cpu").eval()
-
-
 @functools.cache
 def model_flops(config: ModelConfig, text_length: int | None = None) -> ModelFlops:
     """Count ``F_img`` (full and coarse), ``F_txt`` and the resize of a config with fvcore, once per
     process per ``(config, text_length)``; ``text_length`` defaults to the context length."""
-    length = config.context_length if text_length is None else text_length
-    if not 1 <= length <= config.context_length:
-        raise ValueError(f"text length {length} is outside [1, context_length={config.context_length}]")
-    model = _materialised(config)
-    image = _image_flops(model, (config.patch_size, config.coarse_patch_size))
-    with torch.no_grad():
-        base = tuple(model.image.patch_embedding(config.patch_size))
-    return ModelFlops(
-        image_full=image[config.patch_size],
-        image_coarse=image[config.coarse_patch_size],
-        text=count(model.text, text_inputs(length)),
-        resize=count(_Resize(config.coarse_patch_size), base),
-        embed_dim=config.embed_dim,
-        text_length=length,
-    )
+    parts = traced_parts(config, text_length)
+    counts = {name: count(module, inputs) for name, (module, inputs) in parts.items()}
+    text_inputs = parts["text"][1]
+    return ModelFlops(**counts, embed_dim=config.embed_dim, text_length=text_inputs[0].shape[1])
 
 
 def image_tower_flops(config: ModelConfig, patch_sizes: Sequence[int]) -> dict[int, int]:
     """``F_img`` per example at each of ``patch_sizes`` (FlexiViT runs at any that tiles the image)."""
-    return _image_flops(_materialised(config), patch_sizes)
-
-
-def _image_flops(model: DualEncoder, patch_sizes: Sequence[int]) -> dict[int, int]:
-    tower = _ImageTowerAt(model)
-    return {p: count(tower, image_inputs(model, p)) for p in patch_sizes}
+    model = _materialised(config)
+    return {p: count(*_image_part(model, p)) for p in patch_sizes}

@@ -5,9 +5,9 @@ configurations (``tiny`` for tests, ``small`` for the 2-core leaderboard, ``B/16
 accounting against the JEST paper).
 """
 
-from harness.models.config import PRESETS, ModelConfig, ModelConfigError, check_patch_size, preset_config
+from harness.models.config import PRESETS, ModelConfig, ModelConfigError, preset_config
 from harness.models.dual_encoder import DualEncoder, ModelInputError, build_model
-from harness.models.flexivit import PatchEmbedding, pinv_resize_matrix, resize_patch_embedding
+from harness.models.flexivit import PatchEmbedding, resize_patch_embedding
 from harness.models.transformer import PAD_ID
 
 __all__ = [
@@ -19,8 +19,6 @@ __all__ = [
     "ModelInputError",
     "PatchEmbedding",
     "build_model",
-    "check_patch_size",
-    "pinv_resize_matrix",
     "preset_config",
     "resize_patch_embedding",
 ]
