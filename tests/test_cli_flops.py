@@ -35,7 +35,7 @@ def test_the_paper_preset_sets_the_paper_beside_ours() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["flops", "--preset", "smal"], "did you mean 'small'"),
+        (["flops", "--preset", "tiny", "smal"], "did you mean 'small'"),
         (["flops", "--preset", "tiny", "--batch-size", "0"], "--batch-size must be >= 1"),
         (["flops", "--preset", "tiny", "--batch-size", "24"], "does not divide the sub-batch size b=24"),
     ],

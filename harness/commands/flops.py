@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the handler imports these lazily, so `jestbench --help` sta
 
 HELP = """\
 jestbench flops                         all presets
-jestbench flops --preset B/16           one preset (repeat --preset for several)
+jestbench flops --preset B/16 small     some presets
 jestbench flops --output results/bench/flops.md   also write the tables as Markdown
 
 All figures count one multiply-add as one FLOP (fvcore's convention). Ratios are per training step
@@ -55,7 +55,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--preset", action="append", metavar="P", help="model preset (repeatable; default all)"
+        "--preset", action="extend", nargs="+", metavar="P", help="model preset(s) (default: all)"
     )
     parser.add_argument("--batch-size", "-b", type=int, default=256, help="sub-batch size b (default 256)")
     parser.add_argument(
