@@ -75,9 +75,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.models import PRESETS
+    from harness.models import PRESETS, preset_config
 
     presets = args.preset or list(PRESETS)
+    for preset in presets:
+        preset_config(preset)  # refuse an unknown name before counting anything
     for name, value in (
         ("--batch-size", args.batch_size),
         ("--pool-size", args.pool_size),
