@@ -1,0 +1,311 @@
+"""The cost model of DESIGN §4: what one training step of a strategy costs, in FLOPs, by kind; the
+JEST paper's idealised figure beside it; the ledger that the training loop charges; and the one place
+where a budget in uniform-equivalent steps becomes FLOPs.
+
+All figures are forward-pass FLOPs counted by fvcore (:mod:`harness.flops`; 1 FLOP = 1 multiply-add),
+with a training step on one example costing ``3F`` (backward ≈ 2x forward). With super-batch ``B``,
+sub-batch ``b``, ``F = F_img + F_txt`` and ``A = F_img,coarse / F_img``, a step costs (as charged):
+
+- training: ``3·Σ_r (b/k)·(F_txt + F_img(r))`` over the ``k`` resolutions ``r`` of the strategy's
+  :class:`~strategies.TrainingPlan` (``3F·b`` for one full-resolution part; Flexi-JEST's halves give
+  ``3b·(F_txt + F_img·(1 + A)/2)``, paper §3.3);
+- learner scoring, if ``needs.learner``: one forward pass over ``B`` without gradients at
+  ``needs.learner_resolution``: ``B·(F_txt + F_img(r))`` (``F·B``; Flexi-JEST ``B·(F_txt + A·F_img)``);
+- reference, if ``needs.reference``: 0 with embeddings cached beside the pool (paper A.5), or
+  ``F_ref·B`` per step uncached;
+- pairwise products: the image·text products that scoring ran (``B x b x d``-sized blocks per model),
+  counted by the view (``EmbeddingView.pairwise_macs``);
+- FlexiViT resize: once per step that uses the coarse patch size (its forward FLOPs; 3x when a
+  training part runs coarse, since the backward then runs through it too).
+
+So a learner-scored strategy costs ``(F·B + 3F·b) / 3F·b = (B/b + 3)/3`` of uniform: 2.67 at
+``f = 0.8``. The paper's appendix A.4 instead reuses the scoring pass for the gradient step,
+``F·(B + 2b)`` = 2.33x, and applies ``A`` to the whole model (Flexi-JEST ≈ 1.10x). In PyTorch the
+backward through a pass over ``B`` costs ~2F·B even when only ``b`` rows carry loss, so the reuse does
+not pay here: :meth:`CostModel.step_cost` charges what runs and :meth:`CostModel.paper_step_cost` gives
+the paper's formula, to be shown in its own column. Everything is driven by a strategy's ``needs``
+and ``training`` and the batch shape, never by its name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, TypedDict
+
+import torch
+
+from harness.batching import BatchShape
+from harness.conformance import random_embeddings
+from harness.errors import UserError
+from harness.flops import ModelFlops
+from harness.view import EmbeddingView
+from strategies import Needs, Resolution, TrainingPlan, ValidatedStrategy
+
+CostKind = Literal["training", "learner_scoring", "reference", "pairwise", "resize"]
+COST_KINDS: tuple[CostKind, ...] = ("training", "learner_scoring", "reference", "pairwise", "resize")
+
+
+class BudgetError(UserError, ValueError):
+    """A budget that cannot be read or used."""
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """FLOPs of one training step by kind (1 FLOP = 1 multiply-add). Integers, so budgets add exactly."""
+
+    training: int = 0
+    learner_scoring: int = 0
+    reference: int = 0
+    pairwise: int = 0
+    resize: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.training + self.learner_scoring + self.reference + self.pairwise + self.resize
+
+    def by_kind(self) -> dict[CostKind, int]:
+        """``{kind: flops}`` in :data:`COST_KINDS` order."""
+        return {kind: getattr(self, kind) for kind in COST_KINDS}
+
+    def with_pairwise(self, pairwise: int) -> StepCost:
+        """The same step with the pairwise products that actually ran (``EmbeddingView.pairwise_macs``)."""
+        return dataclasses.replace(self, pairwise=int(pairwise))
+
+
+def _split(batch_size: int, parts: int) -> list[int]:
+    """``batch_size`` split into ``parts`` near-equal integer parts (the loop requires exact halves)."""
+    base, extra = divmod(batch_size, parts)
+    return [base + (i < extra) for i in range(parts)]
+
+
+def _resize_passes(needs: Needs, training: TrainingPlan) -> int:
+    """Multiples of the resize's forward FLOPs one step costs: 0 without the coarse patch size, 1 when
+    only scoring uses it, 3 when training does (gradients flow back through it to the base weights)."""
+    if "coarse" in training.resolutions:
+        return 3
+    return 1 if needs.learner and needs.learner_resolution == "coarse" else 0
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Per-step costs from the learner's (and reference's) per-example tower FLOPs.
+
+    Args:
+        learner: the learner's :class:`ModelFlops`.
+        reference: the reference's; the learner's when ``None`` (one architecture for both, as in
+            the paper).
+        reference_cached: reference embeddings cached beside the pool (paper A.5); ``False`` charges
+            a reference forward pass over ``B`` every step.
+    """
+
+    learner: ModelFlops
+    reference: ModelFlops | None = None
+    reference_cached: bool = True
+
+    @property
+    def reference_flops(self) -> ModelFlops:
+        return self.learner if self.reference is None else self.reference
+
+    def step_cost(
+        self, needs: Needs, training: TrainingPlan, shape: BatchShape, *, pairwise: int = 0
+    ) -> StepCost:
+        """What one step runs, by kind (DESIGN §4). ``pairwise`` is the step's pairwise products:
+        the count a view reported, or :func:`measure_pairwise` for a prediction."""
+        b, B = shape.batch_size, shape.super_batch_size
+        parts = zip(_split(b, len(training.resolutions)), training.resolutions, strict=True)
+        return StepCost(
+            training=3 * sum(n * self.learner.forward(resolution) for n, resolution in parts),
+            learner_scoring=B * self.learner.forward(needs.learner_resolution) if needs.learner else 0,
+            reference=B * self.reference_flops.full if needs.reference and not self.reference_cached else 0,
+            pairwise=int(pairwise),
+            resize=self.learner.resize * _resize_passes(needs, training),
+        )
+
+    def paper_step_cost(self, needs: Needs, training: TrainingPlan, shape: BatchShape) -> float:
+        """The JEST paper's idealised per-step FLOPs (appendix A.4), for comparison only.
+
+        - the coarse model costs ``A·F`` (``A`` applied to the whole model, not the image tower);
+        - a scoring pass over ``B`` at the one resolution the whole sub-batch trains at is reused for
+          the gradient step, which then costs ``2F`` per example: ``F·(B + 2b)`` (2.33x at f = 0.8);
+          Flexi-JEST, scoring coarse and training at two resolutions, reuses nothing:
+          ``A·F·B + 3b·F·(1 + A)/2`` (≈ 1.10x at f = 0.8 with A = 0.28);
+        - an uncached reference costs ``F_ref·B`` (learnability then ≈ 4x at f = 0.8);
+        - pairwise products and the FlexiViT resize are not counted.
+        """
+        b, B = shape.batch_size, shape.super_batch_size
+        whole: Mapping[Resolution, float] = {
+            "full": self.learner.full,
+            "coarse": self.learner.coarse_ratio * self.learner.full,
+        }
+        reused = needs.learner and set(training.resolutions) == {needs.learner_resolution}
+        per_example = 2 if reused else 3
+        parts = zip(_split(b, len(training.resolutions)), training.resolutions, strict=True)
+        cost = sum(per_example * n * whole[resolution] for n, resolution in parts)
+        if needs.learner:
+            cost += B * whole[needs.learner_resolution]
+        if needs.reference and not self.reference_cached:
+            cost += B * self.reference_flops.full
+        return cost
+
+    def strategy_step_cost(
+        self, strategy: ValidatedStrategy, shape: BatchShape, *, seed: int = 0
+    ) -> StepCost:
+        """The predicted cost of one step of ``strategy``, with its pairwise products measured by
+        running its selection once on random embeddings of the learner's dimension."""
+        pairwise = measure_pairwise(strategy, shape, self.learner.embed_dim, seed=seed)
+        return self.step_cost(strategy.needs, strategy.training, shape, pairwise=pairwise)
+
+    def reference_pool_flops(self, pool_size: int) -> int:
+        """One-off: the reference's forward pass over the pool, whose embeddings are then cached (A.5)."""
+        return pool_size * self.reference_flops.full
+
+    def reference_training_flops(self, examples: int) -> int:
+        """One-off: training the reference on ``examples`` examples (``3·F_ref`` each)."""
+        return 3 * examples * self.reference_flops.full
+
+
+def measure_pairwise(strategy: ValidatedStrategy, shape: BatchShape, embed_dim: int, *, seed: int = 0) -> int:
+    """The pairwise products (multiply-adds = FLOPs) that one selection of ``strategy`` runs at
+    ``shape``, counted by :class:`EmbeddingView` on random learner and reference embeddings of
+    dimension ``embed_dim``. It covers plugins too: whatever a strategy reads is counted."""
+    generator = torch.Generator().manual_seed(seed)
+    size = shape.super_batch_size
+    view = EmbeddingView(
+        random_embeddings(size, generator, dim=embed_dim), random_embeddings(size, generator, dim=embed_dim)
+    )
+    strategy.select(view, shape.batch_size, generator)
+    return view.pairwise_macs
+
+
+@dataclass(frozen=True)
+class UniformStep:
+    """The budget unit "one step of ``uniform`` at the run's ``b``": a forward-and-backward pass over
+    ``b`` examples at full resolution and nothing else (``3F·b``). The one place where budgets convert
+    between FLOPs and steps."""
+
+    flops: int
+
+    @classmethod
+    def of(cls, cost: CostModel, batch_size: int) -> UniformStep:
+        shape = BatchShape(batch_size, batch_size)
+        return cls(cost.step_cost(Needs(), TrainingPlan(), shape).total)
+
+    def to_flops(self, steps: float) -> int:
+        return math.floor(steps * self.flops)
+
+    def to_steps(self, flops: float) -> float:
+        return flops / self.flops
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A compute budget: ``flops`` FLOPs, or ``uniform_steps`` steps of uniform at the run's ``b``."""
+
+    flops: int | None = None
+    uniform_steps: float | None = None
+
+    def __post_init__(self) -> None:
+        given = [v for v in (self.flops, self.uniform_steps) if v is not None]
+        if len(given) != 1:
+            raise BudgetError(
+                "give a budget either in FLOPs or in uniform-equivalent steps: exactly one of the two"
+            )
+        if not (math.isfinite(given[0]) and given[0] > 0):
+            raise BudgetError(f"a budget must be a finite amount > 0; got {given[0]!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        """``"2.5e12"`` or ``"2.5e12 flops"`` -> FLOPs; ``"400 steps"`` -> uniform-equivalent steps."""
+        words = text.lower().split()
+        units = {"flops": "flops", "flop": "flops", "steps": "steps", "step": "steps"}
+        try:
+            amount = float(words[0])
+            unit = units[words[1]] if len(words) == 2 else "flops"
+            if len(words) > 2:
+                raise ValueError(text)
+        except (IndexError, KeyError, ValueError):
+            raise BudgetError(
+                f"cannot read the budget {text!r}: give FLOPs ('2.5e12' or '2.5e12 flops') or "
+                "uniform-equivalent steps ('400 steps')"
+            ) from None
+        if not (math.isfinite(amount) and amount > 0):
+            raise BudgetError(f"a budget must be a finite amount > 0; got {text!r}")
+        if unit == "steps":
+            return cls(uniform_steps=amount)
+        return cls(flops=math.floor(amount))
+
+    def to_flops(self, unit: UniformStep) -> int:
+        """The budget in FLOPs; uniform-equivalent steps convert through ``unit``."""
+        if self.flops is not None:
+            return self.flops
+        assert self.uniform_steps is not None
+        return unit.to_flops(self.uniform_steps)
+
+
+class LedgerState(TypedDict):
+    """A :class:`Ledger` as plain ints, for checkpoints."""
+
+    budget_flops: int
+    spent: dict[CostKind, int]
+    steps: int
+    evaluation_flops: int
+
+
+class Ledger:
+    """The FLOPs a run has spent, by kind, against its budget: the training loop asks :meth:`fits`
+    before a step and :meth:`charge` s what the step ran after it. Evaluation FLOPs are recorded
+    beside, never charged to the budget (DESIGN §4)."""
+
+    def __init__(self, budget_flops: int) -> None:
+        if budget_flops <= 0:
+            raise BudgetError(f"the budget must be > 0 FLOPs; got {budget_flops}")
+        self.budget_flops = int(budget_flops)
+        self.spent: dict[CostKind, int] = dict.fromkeys(COST_KINDS, 0)
+        self.steps = 0
+        self.evaluation_flops = 0
+
+    @property
+    def total(self) -> int:
+        """FLOPs charged to the budget so far (evaluation excluded)."""
+        return sum(self.spent.values())
+
+    @property
+    def remaining(self) -> int:
+        return self.budget_flops - self.total
+
+    def fits(self, cost: StepCost) -> bool:
+        """Whether a step of this (predicted) cost fits in what is left: the stop rule."""
+        return self.total + cost.total <= self.budget_flops
+
+    def charge(self, cost: StepCost) -> None:
+        """Charge one step that ran."""
+        for kind, flops in cost.by_kind().items():
+            self.spent[kind] += flops
+        self.steps += 1
+
+    def record_evaluation(self, flops: int) -> None:
+        """Record evaluation FLOPs (reported beside the budget, not charged to it)."""
+        self.evaluation_flops += int(flops)
+
+    def state_dict(self) -> LedgerState:
+        """Everything needed to resume: plain ints, safe for JSON and ``torch.save``."""
+        return {
+            "budget_flops": self.budget_flops,
+            "spent": dict(self.spent),
+            "steps": self.steps,
+            "evaluation_flops": self.evaluation_flops,
+        }
+
+    def load_state_dict(self, state: LedgerState) -> None:
+        """Restore :meth:`state_dict`; refuses one written for another budget."""
+        if state["budget_flops"] != self.budget_flops:
+            raise BudgetError(
+                f"the saved ledger was for a budget of {state['budget_flops']} FLOPs, this run's is "
+                f"{self.budget_flops}; resume with the same budget"
+            )
+        self.spent = {kind: int(state["spent"][kind]) for kind in COST_KINDS}
+        self.steps = int(state["steps"])
+        self.evaluation_flops = int(state["evaluation_flops"])
