@@ -76,7 +76,7 @@ def _attribute_levels(
     ink = pixels > _INK
     area = ink.mean(axis=(1, 2))
     tone = (pixels * ink).sum(axis=(1, 2)) / np.maximum(ink.sum(axis=(1, 2)), 1)
-    gradient = np.abs(np.diff(pixels, axis=2))[:, :, :-1] + np.abs(np.diff(pixels, axis=1))[:, :-1, :]
+    gradient = np.abs(np.diff(pixels, axis=2))[:, :-1, :] + np.abs(np.diff(pixels, axis=1))[:, :, :-1]
     texture = (
         (gradient * ink[:, :-1, :-1]).sum(axis=(1, 2))
         / np.maximum(ink.sum(axis=(1, 2)), 1)

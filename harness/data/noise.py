@@ -55,7 +55,7 @@ UNINFORMATIVE_CAPTIONS = (
     "IMG_{n}.jpg",
     "DSC{n}",
     "photo {n}",
-    "image {n} of 24",
+    "gallery image {n}",
 )
 
 
