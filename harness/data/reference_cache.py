@@ -127,7 +127,7 @@ class ReferenceCache:
         given, is the embedding width the caller's reference model produces."""
         directory = reference_cache_dir(dataset, reference_hash, split)
         if not (directory / "meta.json").is_file():
-            others = sorted(p.name for p in dataset.reference_dir.glob(f"*/{split}") if p.is_dir())
+            others = sorted(p.parent.name for p in dataset.reference_dir.glob(f"*/{split}") if p.is_dir())
             found = f"it holds caches for {', '.join(others)}" if others else "it holds none"
             raise ReferenceCacheError(
                 f"no cached embeddings of reference {reference_hash} for split {split!r} in "
