@@ -149,7 +149,7 @@ def decode_meta(data: bytes | None) -> Meta:
     if data is None:
         return Meta(None, UNKNOWN_NOISE, {})
     try:
-        fields = json.loads(data)
+        fields = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
         raise SampleDecodeError(f"metadata .json is not valid JSON ({err})") from None
     if not isinstance(fields, dict):

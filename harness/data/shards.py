@@ -123,10 +123,27 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_range(fd: int, span: tuple[int, int]) -> bytes:
-    """``size`` bytes at ``offset`` of an open file (``os.pread``: no shared file position, so
-    threads and forked workers can share descriptors)."""
-    offset, size = span
+def read_fields(fd: int, spans: list[int]) -> tuple[bytes, bytes, bytes | None]:
+    """A sample's image, caption and metadata bytes from an open shard, ``spans`` being their
+    ``offset, size`` pairs (metadata offset -1 when absent).
+
+    A sample's members usually lie together, so one read covers them when the gaps are small.
+    ``os.pread`` has no shared file position: forked workers can share descriptors.
+    """
+    fields = [(spans[i], spans[i + 1]) for i in (0, 2, 4)]
+    present = [(offset, size) for offset, size in fields if offset >= 0]
+    first, last = min(o for o, _ in present), max(o + s for o, s in present)
+    if last - first <= sum(s for _, s in present) + 8 * _BLOCK:
+        block = _pread(fd, first, last - first)
+        out = [block[o - first : o - first + s] if o >= 0 else None for o, s in fields]
+    else:
+        out = [_pread(fd, o, s) if o >= 0 else None for o, s in fields]
+    image, caption, meta = out
+    assert image is not None and caption is not None
+    return image, caption, meta
+
+
+def _pread(fd: int, offset: int, size: int) -> bytes:
     data = os.pread(fd, size, offset)
     if len(data) != size:
         raise OSError(

@@ -96,16 +96,11 @@ class WordTokenizer:
         """
         if context_length < 1:
             raise DataError(f"context length must be >= 1; got {context_length}")
-        out = torch.full((len(texts), context_length), PAD_ID, dtype=torch.long)
-        truncated = 0
-        for row, text in enumerate(texts):
-            ids = self._text_ids(text)
-            if len(ids) > context_length:
-                truncated += 1
-                ids = ids[:context_length]
-            if ids:
-                out[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        return out, truncated
+        rows = [self._text_ids(text) for text in texts]
+        truncated = sum(len(ids) > context_length for ids in rows)
+        padding = (PAD_ID,) * context_length
+        padded = [(ids + padding)[:context_length] for ids in rows]
+        return torch.tensor(padded, dtype=torch.long).reshape(len(texts), context_length), truncated
 
     def decode(self, ids: Iterable[int]) -> str:
         """The words of ``ids`` joined by spaces, padding dropped (for inspection and tests)."""
