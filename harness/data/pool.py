@@ -95,11 +95,13 @@ class SplitPool:
         return self._fds[shard]
 
     def close(self) -> None:
-        """Close the files this process opened."""
+        """Close the files this process opened (also done when the pool is garbage-collected)."""
         if self._pid == os.getpid():
             for fd in self._fds.values():
                 os.close(fd)
         self._fds = {}
+
+    __del__ = close
 
     def read(self, positions: Sequence[int] | np.ndarray) -> Samples:
         """Decode the samples at ``positions`` of the pool, in that order."""

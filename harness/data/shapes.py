@@ -1,8 +1,8 @@
 """``shapes``: the built-in procedural dataset (no download).
 
 Each image shows one to three shapes of one kind (8 kinds) and one colour (8 colours), small or
-large, grouped on the left, right, top or bottom, or alone in the centre, on a dark background with
-pixel noise. Its caption comes from one of several templates ("two small red triangles on the
+large (three only small, so that they can be counted), grouped on the left, right, top or bottom,
+or alone in the centre, on a dark background with pixel noise. Its caption comes from one of several templates ("two small red triangles on the
 left", "a photo of one large blue circle in the centre"), so captions repeat but there are enough
 distinct ones (thousands) for retrieval to mean something. The label for the headline metrics is
 the shape; colour, count, size and position are kept in the ``json`` metadata.
@@ -21,7 +21,6 @@ import numpy as np
 from harness.data.build import BuildConfig, Builtin, CleanSample, sample_rng
 from harness.data.samples import ImageSpec
 
-SHAPE_NAMES = ("circle", "square", "triangle", "diamond", "star", "cross", "hexagon", "heart")
 _PLURALS = {"cross": "crosses"}
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
@@ -34,14 +33,14 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "cyan": (40, 205, 215),
 }
 COUNT_WORDS = ("one", "two", "three")
-SIZES = {"small": 0.12, "large": 0.19}  # radius as a fraction of the image side
+SIZES = {"small": 0.11, "large": 0.17}  # radius as a fraction of the image side
 # Where shape centres may lie, as fractions of the side: (x0, x1, y0, y1).
 POSITIONS = {
-    "on the left": (0.0, 0.42, 0.0, 1.0),
-    "on the right": (0.58, 1.0, 0.0, 1.0),
-    "at the top": (0.0, 1.0, 0.0, 0.42),
-    "at the bottom": (0.0, 1.0, 0.58, 1.0),
-    "in the centre": (0.4, 0.6, 0.4, 0.6),  # one shape only: a group would not fit
+    "on the left": (0.0, 0.45, 0.0, 1.0),
+    "on the right": (0.55, 1.0, 0.0, 1.0),
+    "at the top": (0.0, 1.0, 0.0, 0.45),
+    "at the bottom": (0.0, 1.0, 0.55, 1.0),
+    "in the centre": (0.4, 0.6, 0.4, 0.6),
 }
 TEMPLATES = (
     "{count} {size} {colour} {shapes} {position}",
@@ -90,12 +89,14 @@ class ShapesSource:
 
     def _attributes(self, rng: np.random.Generator) -> _Attributes:
         count = int(rng.integers(1, 4))
+        # A group does not fit in the centre, nor three large shapes side by side in a half.
         positions = list(POSITIONS) if count == 1 else list(POSITIONS)[:-1]
+        sizes = list(SIZES) if count < 3 else ["small"]
         return _Attributes(
             shape=int(rng.integers(len(SHAPE_NAMES))),
             colour=list(COLOURS)[int(rng.integers(len(COLOURS)))],
             count=count,
-            size=list(SIZES)[int(rng.integers(len(SIZES)))],
+            size=sizes[int(rng.integers(len(sizes)))],
             position=positions[int(rng.integers(len(positions)))],
             template=int(rng.integers(len(TEMPLATES))),
         )
@@ -134,72 +135,78 @@ def _render(attributes: _Attributes, size: int, rng: np.random.Generator) -> np.
 def _centres(
     attributes: _Attributes, side: int, radius: float, rng: np.random.Generator
 ) -> list[tuple[float, float]]:
-    """Centres inside the position's region and the image, kept apart where possible."""
+    """Centres inside the position's region and the image, spread out so that a count can be
+    seen: each is the best of 16 random candidates by its distance to the centres placed before."""
     x0, x1, y0, y1 = POSITIONS[attributes.position]
     low_x, high_x = max(radius, x0 * side), min(side - radius, x1 * side)
     low_y, high_y = max(radius, y0 * side), min(side - radius, y1 * side)
     centres: list[tuple[float, float]] = []
     for _ in range(attributes.count):
-        for _attempt in range(30):
-            x, y = rng.uniform(low_x, max(low_x, high_x)), rng.uniform(low_y, max(low_y, high_y))
-            if all(math.hypot(x - cx, y - cy) >= 1.7 * radius for cx, cy in centres):
-                break
-        centres.append((x, y))
+        xs, ys = rng.uniform(low_x, max(low_x, high_x), 16), rng.uniform(low_y, max(low_y, high_y), 16)
+        gaps = [
+            min((math.hypot(x - cx, y - cy) for cx, cy in centres), default=0.0)
+            for x, y in zip(xs, ys, strict=True)
+        ]
+        best = int(np.argmax(gaps))
+        centres.append((float(xs[best]), float(ys[best])))
     return centres
 
 
 def _outline(shape: str, x: float, y: float, r: float, rotation: float) -> list[tuple[float, float]]:
-    """The polygon of ``shape`` centred at (x, y) with radius ``r``."""
+    """The polygon of ``shape`` rotated by ``rotation``, scaled to radius ``r``, centred at (x, y)."""
+    cos, sin = math.cos(rotation), math.sin(rotation)
+    return [(x + r * (u * cos - v * sin), y + r * (u * sin + v * cos)) for u, v in _UNIT_OUTLINES[shape]]
 
-    def regular(n: int, start: float, radius: float = r) -> list[tuple[float, float]]:
-        return [
-            (
-                x + radius * math.cos(start + rotation + 2 * math.pi * k / n),
-                y + radius * math.sin(start + rotation + 2 * math.pi * k / n),
-            )
-            for k in range(n)
-        ]
 
-    if shape == "circle":
-        return regular(32, 0.0)
-    if shape == "square":
-        return regular(4, math.pi / 4, r * 1.15)
-    if shape == "triangle":
-        return regular(3, -math.pi / 2, r * 1.2)
-    if shape == "diamond":
-        return [(x, y - r * 1.2), (x + r * 0.75, y), (x, y + r * 1.2), (x - r * 0.75, y)]
-    if shape == "hexagon":
-        return regular(6, 0.0)
-    if shape == "star":
-        outer, inner = regular(5, -math.pi / 2, r * 1.2), regular(5, -math.pi / 2 + math.pi / 5, r * 0.5)
-        return [p for pair in zip(outer, inner, strict=True) for p in pair]
-    if shape == "cross":
-        a, b = r, r * 0.38
-        return [
-            (x + px, y + py)
-            for px, py in (
-                (-b, -a),
-                (b, -a),
-                (b, -b),
-                (a, -b),
-                (a, b),
-                (b, b),
-                (b, a),
-                (-b, a),
-                (-b, b),
-                (-a, b),
-                (-a, -b),
-                (-b, -b),
-            )
-        ]
-    # heart: the classic parametric curve, scaled to radius r
+def _regular(n: int, start: float, radius: float = 1.0) -> list[tuple[float, float]]:
+    return [
+        (radius * math.cos(start + 2 * math.pi * k / n), radius * math.sin(start + 2 * math.pi * k / n))
+        for k in range(n)
+    ]
+
+
+def _star() -> list[tuple[float, float]]:
+    outer, inner = _regular(5, -math.pi / 2, 1.2), _regular(5, -math.pi / 2 + math.pi / 5, 0.5)
+    return [point for pair in zip(outer, inner, strict=True) for point in pair]
+
+
+def _heart() -> list[tuple[float, float]]:
+    # the classic parametric heart, scaled to about unit radius
     return [
         (
-            x + r * 16 * math.sin(t) ** 3 / 16,
-            y - r * (13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)) / 15,
+            math.sin(t) ** 3,
+            -(13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)) / 15,
         )
         for t in (2 * math.pi * k / 32 for k in range(32))
     ]
+
+
+# Outlines centred at the origin with about unit radius, image coordinates (y grows downwards).
+_ARM = 0.38  # half the width of a cross's arms
+_UNIT_OUTLINES = {
+    "circle": _regular(32, 0.0),
+    "square": _regular(4, math.pi / 4, 1.15),
+    "triangle": _regular(3, -math.pi / 2, 1.2),
+    "diamond": [(0.0, -1.2), (0.75, 0.0), (0.0, 1.2), (-0.75, 0.0)],
+    "star": _star(),
+    "cross": [
+        (_ARM, -1.0),
+        (_ARM, -_ARM),
+        (1.0, -_ARM),
+        (1.0, _ARM),
+        (_ARM, _ARM),
+        (_ARM, 1.0),
+        (-_ARM, 1.0),
+        (-_ARM, _ARM),
+        (-1.0, _ARM),
+        (-1.0, -_ARM),
+        (-_ARM, -_ARM),
+        (-_ARM, -1.0),
+    ],
+    "hexagon": _regular(6, 0.0),
+    "heart": _heart(),
+}
+SHAPE_NAMES = tuple(_UNIT_OUTLINES)  # the class names; the label is the index
 
 
 SHAPES = Builtin(
