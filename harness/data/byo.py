@@ -30,7 +30,7 @@ from harness.data.dataset import SPLITS, Dataset, new_manifest, open_dataset, wr
 from harness.data.errors import BadSampleError, DataError
 from harness.data.pool import ON_BAD_SAMPLE, OnBadSample
 from harness.data.samples import ImageSpec, Meta, decode_caption, decode_meta
-from harness.data.shards import Problem, SampleEntry, ShardIndex, save_index, scan_shard, sha256_file
+from harness.data.shards import Problem, ShardIndex, read_span, save_index, scan_shard, sha256_file
 from harness.data.tokenizer import WordTokenizer
 
 VAL_FRACTION = 0.1
@@ -174,22 +174,15 @@ def _read_texts(entries: list[tuple[Path, ShardIndex]]) -> list[tuple[str, str, 
     """``(key, caption, Meta)`` of every usable sample, reading only the text fields."""
     out = []
     for path, index in entries:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY)
+        try:
             for sample in index.samples:
-                out.append(
-                    (sample.key, decode_caption(_read(f, sample.caption)), decode_meta(_read_meta(f, sample)))
-                )
+                caption = decode_caption(read_span(fd, *sample.caption))
+                meta = decode_meta(None if sample.meta is None else read_span(fd, *sample.meta))
+                out.append((sample.key, caption, meta))
+        finally:
+            os.close(fd)
     return out
-
-
-def _read(f: Any, span: tuple[int, int]) -> bytes:
-    f.seek(span[0])
-    data: bytes = f.read(span[1])
-    return data
-
-
-def _read_meta(f: Any, sample: SampleEntry) -> bytes | None:
-    return None if sample.meta is None else _read(f, sample.meta)
 
 
 def _classes(texts: dict[str, list[tuple[str, str, Meta]]]) -> tuple[list[str] | None, bool]:

@@ -60,9 +60,9 @@ class SplitPool:
         split: str,
         shard_paths: list[Path],
         keys: list[str],
-        shard_of: np.ndarray,
-        spans: np.ndarray,
-        image_extensions: np.ndarray,
+        shard_of: list[int],
+        spans: list[list[int]],
+        image_extensions: list[int],
         problems: list[str],
         skipped: int,
     ) -> None:
@@ -72,12 +72,11 @@ class SplitPool:
         self.keys = keys
         self.problems = problems
         self.skipped = skipped
-        # Python lists: indexing them per sample is several times faster than indexing arrays.
-        self._shard_of: list[int] = shard_of.tolist()
-        self._spans: list[list[int]] = (
-            spans.tolist()
-        )  # image, caption, meta as offset, size; meta offset -1 if absent
-        self._image_extensions: list[int] = image_extensions.tolist()
+        # Per sample: its shard, where its image, caption and meta lie (offset, size each; meta offset
+        # -1 if absent) and its image's extension. Lists: indexing them is faster than arrays.
+        self._shard_of = shard_of
+        self._spans = spans
+        self._image_extensions = image_extensions
         self._fds: dict[int, int] = {}
         self._pid = os.getpid()
 
@@ -165,7 +164,7 @@ def open_pool(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error"
     skipped = 0
     keys: list[str] = []
     shard_of: list[int] = []
-    spans: list[tuple[int, ...]] = []
+    spans: list[list[int]] = []
     extensions: list[int] = []
     for number, record in enumerate(
         tqdm(records, desc=f"index {split}", unit="shard", disable=None, leave=False)
@@ -186,7 +185,8 @@ def open_pool(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error"
         if lost > 0:
             shard_problems.append(
                 Problem(
-                    None, f"holds {record.count - lost} samples, the manifest {record.count}: {lost} lost"
+                    None,
+                    f"holds {record.count - lost} samples where the manifest has {record.count}: {lost} lost",
                 )
             )
             skipped += lost
@@ -203,7 +203,7 @@ def open_pool(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error"
             keys.append(sample.key)
             shard_of.append(number)
             meta = sample.meta or (-1, 0)
-            spans.append((*sample.image, *sample.caption, *meta))
+            spans.append([*sample.image, *sample.caption, *meta])
             extensions.append(IMAGE_EXTENSIONS.index(sample.image_extension))
         problems += [p.describe(record.path) for p in shard_problems]
     if split_is_subset:
@@ -217,9 +217,9 @@ def open_pool(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error"
         split,
         [r.path for r in records],
         keys,
-        np.asarray(shard_of, dtype=np.int32),
-        np.asarray(spans, dtype=np.int64).reshape(-1, 6),
-        np.asarray(extensions, dtype=np.uint8),
+        shard_of,
+        spans,
+        extensions,
         problems,
         skipped,
     )

@@ -134,16 +134,17 @@ def read_fields(fd: int, spans: list[int]) -> tuple[bytes, bytes, bytes | None]:
     present = [(offset, size) for offset, size in fields if offset >= 0]
     first, last = min(o for o, _ in present), max(o + s for o, s in present)
     if last - first <= sum(s for _, s in present) + 8 * _BLOCK:
-        block = _pread(fd, first, last - first)
+        block = read_span(fd, first, last - first)
         out = [block[o - first : o - first + s] if o >= 0 else None for o, s in fields]
     else:
-        out = [_pread(fd, o, s) if o >= 0 else None for o, s in fields]
+        out = [read_span(fd, o, s) if o >= 0 else None for o, s in fields]
     image, caption, meta = out
     assert image is not None and caption is not None
     return image, caption, meta
 
 
-def _pread(fd: int, offset: int, size: int) -> bytes:
+def read_span(fd: int, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset`` of an open file, or OSError if the file ends first."""
     data = os.pread(fd, size, offset)
     if len(data) != size:
         raise OSError(
