@@ -119,7 +119,6 @@ class Builtin:
     """A built-in dataset: its default config and how to make its source from a config."""
 
     name: str
-    description: str
     defaults: BuildConfig
     make_source: Callable[[BuildConfig], Source]
 
@@ -166,27 +165,16 @@ def _build(builtin: Builtin, out: Path, config: BuildConfig, *, force: bool) -> 
         with tqdm(total=total, desc=f"build {builtin.name}", unit="sample", disable=None) as bar:
             for split in SPLITS:
                 n = config.size(split)
-                noise = config.noise if split == "raw" else NO_NOISE
-                kinds = assign_kinds(n, noise, sample_rng(config.seed, split, 0, _KINDS_STREAM))
+                kinds = assign_kinds(
+                    n,
+                    config.noise if split == "raw" else NO_NOISE,
+                    sample_rng(config.seed, split, 0, _KINDS_STREAM),
+                )
                 writer = ShardWriter(tmp / split, split, config.shard_size)
                 captions[split] = []
                 for number, kind in enumerate(kinds):
                     sample = _noisy(source, split, n, number, kind, sources, config.seed)
-                    meta = {
-                        "label": sample.label if sample.label >= 0 else None,
-                        "noise": kind,
-                        **sample.attributes,
-                    }
-                    if sample.label >= 0:
-                        meta["class_name"] = source.class_names[sample.label]
-                    writer.write(
-                        f"{split}-{number:07d}",
-                        {
-                            "npy": encode_npy(sample.image),
-                            "txt": sample.caption.encode(),
-                            "json": json.dumps(meta, sort_keys=True).encode(),
-                        },
-                    )
+                    writer.write(f"{split}-{number:07d}", _fields(sample, kind, source.class_names))
                     captions[split].append(sample.caption)
                     bar.update()
                 shards[split] = writer.close()
@@ -223,6 +211,22 @@ def _build(builtin: Builtin, out: Path, config: BuildConfig, *, force: bool) -> 
             ),
         )
     return open_dataset(out)
+
+
+def _fields(sample: CleanSample, kind: str, class_names: list[str]) -> dict[str, bytes]:
+    """A sample's tar members: raw image, caption, and metadata with its noise kind."""
+    meta: dict[str, Any] = {
+        "label": sample.label if sample.label >= 0 else None,
+        "noise": kind,
+        **sample.attributes,
+    }
+    if sample.label >= 0:
+        meta["class_name"] = class_names[sample.label]
+    return {
+        "npy": encode_npy(sample.image),
+        "txt": sample.caption.encode(),
+        "json": json.dumps(meta, sort_keys=True).encode(),
+    }
 
 
 def _redundant_sources(source: Source, config: BuildConfig) -> list[CleanSample]:

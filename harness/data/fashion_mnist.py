@@ -163,7 +163,6 @@ class FashionMnistSource:
 
 FASHION_MNIST = Builtin(
     name="fashion-mnist",
-    description=f"real 28x28 product photos in 10 classes, padded to 32, read from {DEFAULT_SOURCE} or --source",
     defaults=BuildConfig(curated_size=5000, raw_size=53000, val_size=2000, eval_size=10000),
     make_source=FashionMnistSource,
 )

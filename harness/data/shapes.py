@@ -211,7 +211,6 @@ SHAPE_NAMES = tuple(_UNIT_OUTLINES)  # the class names; the label is the index
 
 SHAPES = Builtin(
     name="shapes",
-    description="procedural coloured shapes with templated captions (the default; no download)",
     defaults=BuildConfig(curated_size=4000, raw_size=40000, val_size=2000, eval_size=2000),
     make_source=lambda config: ShapesSource(config.seed, config.image_size),
 )
