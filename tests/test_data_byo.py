@@ -170,3 +170,12 @@ def test_data_arguments_open_or_make_the_dataset_once(tmp_path: Path, tiny_datas
             parser.parse_args(["--curated", str(tmp_path / "none-{0..1}.tar"), "--raw", "x", "--eval", "y"]),
             work,
         )
+
+
+def test_a_key_in_two_shards_of_a_split_is_refused(tmp_path: Path) -> None:
+    found = patterns(tmp_path / "mine")
+    again = write_shards(tmp_path / "copy", "raw", 1, 5)  # same keys as the first raw shard
+    with pytest.raises(
+        BadSampleError, match=r"key 'raw000_0000': the key appears in another shard of split 'raw'"
+    ):
+        build_byo(tmp_path / "byo", ByoConfig(**{**found, "raw": found["raw"] + "::" + again}))

@@ -28,14 +28,13 @@ import numpy as np
 from harness.data.build import TRAINING_SPLITS, fit_context_length, staging_directory
 from harness.data.dataset import SPLITS, Dataset, new_manifest, open_dataset, write_manifest
 from harness.data.errors import BadSampleError, DataError
-from harness.data.pool import ON_BAD_SAMPLE, OnBadSample
+from harness.data.pool import ON_BAD_SAMPLE, OnBadSample, problem_report
 from harness.data.samples import ImageSpec, Meta, decode_caption, decode_meta
 from harness.data.shards import Problem, ShardIndex, read_span, save_index, scan_shard, sha256_file
 from harness.data.tokenizer import WordTokenizer
 
 VAL_FRACTION = 0.1
 MAX_VAL = 2000
-_SHOWN_PROBLEMS = 10
 
 
 @dataclass(frozen=True)
@@ -120,8 +119,16 @@ def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = F
                     indexes[split].append((path, index))
                     problems += [(split, path, p) for p in index.problems]
                     bar.update()
+        problems += _repeated_keys(indexes)
         if problems and config.on_bad_sample == "error":
-            raise BadSampleError(_report(problems))
+            raise BadSampleError(
+                problem_report(
+                    "the shards",
+                    [f"{split}: {problem.describe(path)}" for split, path, problem in problems],
+                    "fix the shards, or pass --on-bad-sample skip to leave these samples out (they are then "
+                    "listed in the manifest)",
+                )
+            )
         texts = {split: _read_texts(entries) for split, entries in indexes.items()}
         class_names, labelled = _classes(texts)
         splits = {
@@ -160,14 +167,23 @@ def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = F
     return open_dataset(out)
 
 
-def _report(problems: list[tuple[str, Path, Problem]]) -> str:
-    lines = [f"{split}: {problem.describe(path)}" for split, path, problem in problems[:_SHOWN_PROBLEMS]]
-    if len(problems) > _SHOWN_PROBLEMS:
-        lines.append(f"... and {len(problems) - _SHOWN_PROBLEMS} more")
-    return (
-        f"{len(problems)} problem(s) in the shards:\n  " + "\n  ".join(lines) + "\nfix the shards, or pass "
-        "--on-bad-sample skip to leave these samples out (they are then listed in the manifest)"
-    )
+def _repeated_keys(indexes: dict[str, list[tuple[Path, ShardIndex]]]) -> list[tuple[str, Path, Problem]]:
+    """Keys that appear in more than one shard of a split (the loader would refuse them)."""
+    repeated = []
+    for split, entries in indexes.items():
+        seen: set[str] = set()
+        for path, index in entries:
+            for sample in index.samples:
+                if sample.key in seen:
+                    repeated.append(
+                        (
+                            split,
+                            path,
+                            Problem(sample.key, f"the key appears in another shard of split {split!r} too"),
+                        )
+                    )
+                seen.add(sample.key)
+    return repeated
 
 
 def _read_texts(entries: list[tuple[Path, ShardIndex]]) -> list[tuple[str, str, Meta]]:

@@ -211,7 +211,14 @@ def open_pool(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error"
         problems += [f"split {split}: key {key!r} is missing from its shards" for key in missing]
         skipped += len(missing)
     if problems and on_bad_sample == "error":
-        raise BadSampleError(_problem_report(dataset, split, problems))
+        raise BadSampleError(
+            problem_report(
+                f"split {split!r} of {dataset.root}",
+                problems,
+                f"`jestbench data validate {dataset.root}` checks every shard; to train without these samples, "
+                "pass --on-bad-sample skip (they are then left out and counted)",
+            )
+        )
     return SplitPool(
         dataset,
         split,
@@ -238,11 +245,8 @@ def _membership(dataset: Dataset, split: str) -> tuple[Callable[[str], bool], di
     return (lambda key: key not in chosen), {}
 
 
-def _problem_report(dataset: Dataset, split: str, problems: list[str]) -> str:
+def problem_report(what: str, problems: list[str], advice: str) -> str:
+    """``problems`` (at most the first 10) under a header, with what to do about them."""
     shown = "\n  ".join(problems[:_SHOWN_PROBLEMS])
     more = f"\n  ... and {len(problems) - _SHOWN_PROBLEMS} more" if len(problems) > _SHOWN_PROBLEMS else ""
-    return (
-        f"split {split!r} of {dataset.root} has {len(problems)} problem(s):\n  {shown}{more}\n"
-        f"`jestbench data validate {dataset.root}` checks every shard; to train without these samples, "
-        "pass --on-bad-sample skip (they are then left out and counted)"
-    )
+    return f"{what} has {len(problems)} problem(s):\n  {shown}{more}\n{advice}"
