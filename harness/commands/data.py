@@ -22,7 +22,7 @@ tokenizer.json. docs/DATA.md describes the format, the noise model and its defau
 BUILD_HELP = """\
 examples:
   jestbench data build shapes --out work/datasets/shapes
-  jestbench data build shapes --out /tmp/tiny --raw-size 512 --curated-size 128 --val-size 64 --eval-size 64
+  jestbench data build shapes --out /tmp/tiny --tiny --raw-size 1000
   jestbench data build shapes --out DIR --noise mismatched=0.4 --noise redundant=0.05
   jestbench data build fashion-mnist --out DIR [--source DIR_WITH_IDX_GZ_FILES]
   jestbench data build byo --out DIR --curated 'c/{000..003}.tar' --raw 'r/{000..099}.tar' --eval 'e/000.tar'

@@ -41,7 +41,7 @@ def add_byo_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup)
         "--image-size",
         type=int,
         metavar="N",
-        help="images are centre-cropped and resized to N x N (default 32)",
+        help="image side in pixels: shapes are drawn at it, your own images centre-cropped and resized to it (default 32)",
     )
     parser.add_argument(
         "--channels",
