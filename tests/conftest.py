@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -17,14 +18,14 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Dataset:
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     """A tiny ``shapes`` dataset (seed 0, ``TINY_SIZES``: 96 curated, 384 raw, 48 val, 48 eval),
     built once per session behind a file lock in a directory all xdist workers share.
 
     Treat it as read-only: tests that damage shards or write reference caches use ``tiny_copy``.
     """
     root = tmp_path_factory.getbasetemp()
-    if worker_id != "master":  # each xdist worker has its own basetemp under the session's
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each xdist worker has its own basetemp under the session's
         root = root.parent
     out = root / "tiny-shapes"
     with FileLock(str(out) + ".lock"):
