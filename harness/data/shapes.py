@@ -140,16 +140,13 @@ def _centres(
     x0, x1, y0, y1 = POSITIONS[attributes.position]
     low_x, high_x = max(radius, x0 * side), min(side - radius, x1 * side)
     low_y, high_y = max(radius, y0 * side), min(side - radius, y1 * side)
-    centres: list[tuple[float, float]] = []
+    centres = np.empty((0, 2))
     for _ in range(attributes.count):
         xs, ys = rng.uniform(low_x, max(low_x, high_x), 16), rng.uniform(low_y, max(low_y, high_y), 16)
-        gaps = [
-            min((math.hypot(x - cx, y - cy) for cx, cy in centres), default=0.0)
-            for x, y in zip(xs, ys, strict=True)
-        ]
-        best = int(np.argmax(gaps))
-        centres.append((float(xs[best]), float(ys[best])))
-    return centres
+        candidates = np.stack([xs, ys], axis=1)
+        gaps = np.linalg.norm(candidates[:, None] - centres[None], axis=2).min(axis=1, initial=np.inf)
+        centres = np.vstack([centres, candidates[int(np.argmax(gaps))]])
+    return [(float(x), float(y)) for x, y in centres]
 
 
 def _outline(shape: str, x: float, y: float, r: float, rotation: float) -> list[tuple[float, float]]:
