@@ -16,7 +16,7 @@ from harness import __version__
 from harness.errors import UserError
 from strategies import StrategyError
 
-COMMANDS = ("strategies", "flops")
+COMMANDS = ("strategies", "data", "flops")
 
 
 def build_parser() -> argparse.ArgumentParser:

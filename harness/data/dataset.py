@@ -1,0 +1,190 @@
+"""A dataset directory and its manifest.
+
+Layout (docs/DATA.md has the full format)::
+
+    DIR/manifest.json     what the dataset is: config, image geometry, classes, tokenizer hash,
+                          per split its shards (path, sample count, sha256) and noise counts
+    DIR/tokenizer.json    the word-level tokenizer built from the training captions
+    DIR/{curated,raw,val,eval}/*.tar   WebDataset shards (bring-your-own datasets point at the
+                          user's shards instead, by absolute path)
+    DIR/index/            cached shard indexes, one per shard content (sha256)
+    DIR/reference/        cached reference embeddings (see harness.data.reference_cache)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from harness.data.errors import DataError
+from harness.data.samples import ImageSpec
+from harness.data.tokenizer import WordTokenizer
+
+SPLITS = ("curated", "raw", "val", "eval")
+MANIFEST = "manifest.json"
+TOKENIZER = "tokenizer.json"
+_FORMAT = "jestbench-dataset"
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """One shard as the manifest records it: where it is, how many samples and which bytes."""
+
+    path: Path
+    count: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An opened dataset: its directory, manifest and tokenizer. Cheap to open; reading happens in
+    :class:`harness.data.SuperBatchStream` and :func:`harness.data.load_split`."""
+
+    root: Path
+    manifest: dict[str, Any]
+    tokenizer: WordTokenizer
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest["image"]["size"])
+
+    @property
+    def channels(self) -> int:
+        return int(self.manifest["image"]["channels"])
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(self.image_size, self.channels)
+
+    @property
+    def context_length(self) -> int:
+        """Token ids per caption: the text tower's sequence length."""
+        return int(self.manifest["context_length"])
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the class labels (index = label), or None when the samples carry no labels or
+        their classes have no names (zero-shot classification is then unavailable)."""
+        names = self.manifest.get("class_names")
+        return None if names is None else list(names)
+
+    @cached_property
+    def class_index(self) -> dict[str, int]:
+        """Class name -> label, for samples whose ``json`` gives the label by name."""
+        return {name: i for i, name in enumerate(self.class_names or [])}
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether samples carry class labels (classification metrics are available)."""
+        return bool(self.manifest.get("labelled", self.class_names is not None))
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(s for s in SPLITS if s in self.manifest["splits"])
+
+    def _split(self, split: str) -> dict[str, Any]:
+        if split not in self.manifest["splits"]:
+            raise DataError(f"dataset {self.root} has no split {split!r}; it has {', '.join(self.splits)}")
+        entry: dict[str, Any] = self.manifest["splits"][split]
+        return entry
+
+    def split_size(self, split: str) -> int:
+        """Samples in ``split`` as built (the loader's pool may be smaller if some are damaged)."""
+        return int(self._split(split)["count"])
+
+    def shards(self, split: str) -> list[ShardRecord]:
+        """The shards of ``split``, with absolute paths."""
+        return [
+            ShardRecord(self.root / shard["path"], int(shard["count"]), str(shard["sha256"]))
+            for shard in self._split(split)["shards"]
+        ]
+
+    def key_filter(self, split: str) -> tuple[str, list[str]] | None:
+        """``("only" | "exclude", keys)`` when a split is a subset of its shards' samples (a
+        bring-your-own val split held out of the curated shards), else None."""
+        keys = self._split(split).get("keys")
+        return None if keys is None else (str(keys["mode"]), list(keys["keys"]))
+
+    def noise_counts(self, split: str) -> dict[str, int]:
+        """How many samples of each noise kind the split holds, as built."""
+        return dict(self._split(split).get("noise", {}))
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / "index"
+
+    @property
+    def reference_dir(self) -> Path:
+        return self.root / "reference"
+
+
+def open_dataset(root: str | os.PathLike[str]) -> Dataset:
+    """Open the dataset in directory ``root`` (written by ``jestbench data build``)."""
+    root = Path(root).resolve()
+    path = root / MANIFEST
+    if not path.is_file():
+        raise DataError(
+            f"{root} is not a jestbench dataset (no {MANIFEST}); build one with "
+            f"`jestbench data build shapes --out {root}`"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except ValueError as err:
+        raise DataError(f"{path} is not valid JSON ({err}); rebuild the dataset") from None
+    if manifest.get("format") != _FORMAT or manifest.get("version") != _VERSION:
+        raise DataError(
+            f"{path} is not a {_FORMAT} manifest of version {_VERSION}; rebuild the dataset with this "
+            "version of jestbench"
+        )
+    tokenizer = WordTokenizer.load(root / TOKENIZER)
+    if tokenizer.hash != manifest["tokenizer"]["hash"]:
+        raise DataError(
+            f"{root / TOKENIZER} has hash {tokenizer.hash} but the manifest expects "
+            f"{manifest['tokenizer']['hash']}: the tokenizer was replaced; rebuild the dataset"
+        )
+    return Dataset(root, manifest, tokenizer)
+
+
+def new_manifest(
+    *,
+    name: str,
+    builder: str,
+    config: dict[str, Any],
+    image: ImageSpec,
+    context_length: int,
+    class_names: list[str] | None,
+    labelled: bool,
+    tokenizer: WordTokenizer,
+    splits: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The manifest's JSON object; ``splits`` maps each split to its ``count``, ``shards`` and
+    ``noise`` (and optionally ``keys``)."""
+    from harness import __version__
+
+    return {
+        "format": _FORMAT,
+        "version": _VERSION,
+        "name": name,
+        "builder": builder,
+        "config": config,
+        "image": {"size": image.size, "channels": image.channels},
+        "context_length": context_length,
+        "class_names": class_names,
+        "labelled": labelled,
+        "tokenizer": {"file": TOKENIZER, "hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size},
+        "splits": splits,
+        "software": {"jestbench": __version__},
+    }
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")

@@ -1,0 +1,252 @@
+"""The pool of a split: its usable samples in a fixed order, and random-access reading of them.
+
+Opening a pool hashes every shard, takes its index from the cache (or indexes it, checking every
+sample, when its bytes are new), compares what it found with the manifest, and then either refuses
+the split, naming each shard and key that cannot be read (``on_bad_sample="error"``, the default),
+or leaves those samples out and counts them (``"skip"``). Either way nothing is lost silently, and
+the pool's order (shard by shard as the manifest lists them, tar order within) is fixed before any
+shuffling, so that a shuffled order is a pure function of its seed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from harness.data.dataset import Dataset
+from harness.data.errors import BadSampleError, DataError
+from harness.data.samples import (
+    IMAGE_EXTENSIONS,
+    SampleDecodeError,
+    decode_caption,
+    decode_image,
+    decode_meta,
+)
+from harness.data.shards import Problem, load_index, read_fields, save_index, scan_shard, sha256_file
+
+OnBadSample = Literal["error", "skip"]
+ON_BAD_SAMPLE: tuple[OnBadSample, ...] = ("error", "skip")
+_SHOWN_PROBLEMS = 10
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Decoded samples, aligned: ``images`` uint8 ``(n, C, H, W)``, ``tokens`` long ``(n, L)``,
+    ``labels`` long ``(n,)`` with -1 where a sample has no label; ``truncated`` counts captions cut
+    at the context length."""
+
+    images: torch.Tensor
+    tokens: torch.Tensor
+    labels: torch.Tensor
+    keys: list[str]
+    captions: list[str]
+    noise: list[str]
+    truncated: int
+
+
+class SplitPool:
+    """The usable samples of one split and where each lies on disk. Picklable (open files are not
+    carried along: each process opens its own), so loader workers can read from it."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        split: str,
+        shard_paths: list[Path],
+        keys: list[str],
+        shard_of: list[int],
+        spans: list[list[int]],
+        image_extensions: list[int],
+        problems: list[str],
+        skipped: int,
+    ) -> None:
+        self.dataset = dataset
+        self.split = split
+        self.shard_paths = shard_paths
+        self.keys = keys
+        self.problems = problems
+        self.skipped = skipped
+        # Per sample: its shard, where its image, caption and meta lie (offset, size each; meta offset
+        # -1 if absent) and its image's extension. Lists: indexing them is faster than arrays.
+        self._shard_of = shard_of
+        self._spans = spans
+        self._image_extensions = image_extensions
+        self._fds: dict[int, int] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fds": {}}
+
+    def _fd(self, shard: int) -> int:
+        if self._pid != os.getpid():  # a forked worker: its own descriptors
+            self._fds, self._pid = {}, os.getpid()
+        if shard not in self._fds:
+            self._fds[shard] = os.open(self.shard_paths[shard], os.O_RDONLY)
+        return self._fds[shard]
+
+    def close(self) -> None:
+        """Close the files this process opened (also done when the pool is garbage-collected)."""
+        if self._pid == os.getpid():
+            for fd in self._fds.values():
+                os.close(fd)
+        self._fds = {}
+
+    __del__ = close
+
+    def read(self, positions: Sequence[int] | np.ndarray) -> Samples:
+        """Decode the samples at ``positions`` of the pool, in that order."""
+        dataset = self.dataset
+        spec = dataset.image_spec
+        images = np.empty((len(positions), spec.size, spec.size, spec.channels), dtype=np.uint8)
+        labels = np.full(len(positions), -1, dtype=np.int64)
+        captions: list[str] = []
+        noise: list[str] = []
+        keys: list[str] = []
+        for row, position in enumerate(np.asarray(positions, dtype=np.int64).tolist()):
+            key = self.keys[position]
+            shard = self._shard_of[position]
+            try:
+                image, caption, meta = read_fields(self._fd(shard), self._spans[position])
+                images[row] = decode_image(image, IMAGE_EXTENSIONS[self._image_extensions[position]], spec)
+                captions.append(decode_caption(caption))
+                decoded = decode_meta(meta)
+                labels[row] = self._label(decoded.label)
+            except (SampleDecodeError, OSError) as err:
+                raise BadSampleError(
+                    f"shard {self.shard_paths[shard]}, key {key!r}: {err}. The shard changed after it was "
+                    f"indexed; run `jestbench data validate {dataset.root}`"
+                ) from None
+            noise.append(decoded.noise)
+            keys.append(key)
+        tokens, truncated = dataset.tokenizer.encode(captions, dataset.context_length)
+        return Samples(
+            images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+            tokens=tokens,
+            labels=torch.from_numpy(labels),
+            keys=keys,
+            captions=captions,
+            noise=noise,
+            truncated=truncated,
+        )
+
+    def _label(self, label: int | str | None) -> int:
+        if label is None:
+            return -1
+        names = self.dataset.class_names
+        if isinstance(label, str):
+            if label not in self.dataset.class_index:
+                raise SampleDecodeError(f"class name {label!r} is not one of the dataset's classes")
+            return self.dataset.class_index[label]
+        if names is not None and label >= len(names):
+            raise SampleDecodeError(f"label {label} is out of range for {len(names)} classes")
+        return label
+
+
+def open_pool(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error") -> SplitPool:
+    """Index ``split`` and check it against the manifest (see the module docstring)."""
+    if on_bad_sample not in ON_BAD_SAMPLE:
+        raise DataError(f"on_bad_sample={on_bad_sample!r} must be one of {', '.join(ON_BAD_SAMPLE)}")
+    from tqdm import tqdm
+
+    belongs, wanted = _membership(dataset, split)
+    split_is_subset = bool(wanted)  # an "only these keys" split: report listed keys not found
+    records = dataset.shards(split)
+    problems: list[str] = []
+    skipped = 0
+    keys: list[str] = []
+    shard_of: list[int] = []
+    spans: list[list[int]] = []
+    extensions: list[int] = []
+    for number, record in enumerate(
+        tqdm(records, desc=f"index {split}", unit="shard", disable=None, leave=False)
+    ):
+        if not record.path.is_file():
+            problems.append(f"shard {record.path}: missing ({record.count} samples lost)")
+            skipped += record.count
+            continue
+        sha256 = sha256_file(record.path)
+        cache = dataset.index_dir / f"{sha256}.json"
+        index = load_index(cache, sha256)
+        if index is None:
+            index = scan_shard(record.path, sha256)
+            save_index(cache, index)
+        shard_problems = [p for p in index.problems if p.key is None or belongs(p.key)]
+        skipped += sum(p.key is not None for p in shard_problems)
+        lost = record.count - len(index.samples) - index.bad_samples
+        if lost > 0:
+            shard_problems.append(
+                Problem(
+                    None,
+                    f"holds {record.count - lost} samples where the manifest has {record.count}: {lost} lost",
+                )
+            )
+            skipped += lost
+        for sample in index.samples:
+            if not belongs(sample.key):
+                continue
+            if wanted.get(sample.key):
+                shard_problems.append(
+                    Problem(sample.key, f"the key appears in another shard of split {split!r} too")
+                )
+                skipped += 1
+                continue
+            wanted[sample.key] = True
+            keys.append(sample.key)
+            shard_of.append(number)
+            meta = sample.meta or (-1, 0)
+            spans.append([*sample.image, *sample.caption, *meta])
+            extensions.append(IMAGE_EXTENSIONS.index(sample.image_extension))
+        problems += [p.describe(record.path) for p in shard_problems]
+    if split_is_subset:
+        missing = sorted(key for key, found in wanted.items() if not found)
+        problems += [f"split {split}: key {key!r} is missing from its shards" for key in missing]
+        skipped += len(missing)
+    if problems and on_bad_sample == "error":
+        raise BadSampleError(
+            problem_report(
+                f"split {split!r} of {dataset.root}",
+                problems,
+                f"`jestbench data validate {dataset.root}` checks every shard; to train without these samples, "
+                "pass --on-bad-sample skip (they are then left out and counted)",
+            )
+        )
+    return SplitPool(
+        dataset,
+        split,
+        [r.path for r in records],
+        keys,
+        shard_of,
+        spans,
+        extensions,
+        problems,
+        skipped,
+    )
+
+
+def _membership(dataset: Dataset, split: str) -> tuple[Callable[[str], bool], dict[str, bool]]:
+    """Which keys of the split's shards belong to it (all, unless the split is a subset of shards
+    it shares with another), and a ``key -> found`` record of the keys seen so far."""
+    key_filter = dataset.key_filter(split)
+    if key_filter is None:
+        return (lambda key: True), {}
+    mode, listed = key_filter
+    chosen = set(listed)
+    if mode == "only":
+        return chosen.__contains__, dict.fromkeys(listed, False)
+    return (lambda key: key not in chosen), {}
+
+
+def problem_report(what: str, problems: list[str], advice: str) -> str:
+    """``problems`` (at most the first 10) under a header, with what to do about them."""
+    shown = "\n  ".join(problems[:_SHOWN_PROBLEMS])
+    more = f"\n  ... and {len(problems) - _SHOWN_PROBLEMS} more" if len(problems) > _SHOWN_PROBLEMS else ""
+    return f"{what} has {len(problems)} problem(s):\n  {shown}{more}\n{advice}"
