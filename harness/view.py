@@ -34,18 +34,23 @@ class EmbeddingView:
     Args:
         learner: the learner's embeddings, or a callable computing them when first asked.
         reference: likewise for the reference model.
+        size: ``B``; needed only when neither model is given (a strategy that reads nothing).
 
     ``pairwise_macs`` counts the multiply-adds of the image·text products computed so far (one per
     element of each ``d``-dimensional dot product), for the FLOP ledger.
     """
 
     def __init__(
-        self, learner: EmbeddingSource | None = None, reference: EmbeddingSource | None = None
+        self,
+        learner: EmbeddingSource | None = None,
+        reference: EmbeddingSource | None = None,
+        *,
+        size: int | None = None,
     ) -> None:
         self._sources: dict[ModelName, EmbeddingSource | None] = {"learner": learner, "reference": reference}
         self._embeddings: dict[ModelName, Embeddings] = {}
         self._diagonal: dict[ModelName, torch.Tensor] = {}
-        self._size: int | None = None
+        self._size: int | None = size
         self.pairwise_macs = 0
         for source in (learner, reference):
             if isinstance(source, Embeddings):

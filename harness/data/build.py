@@ -66,6 +66,7 @@ class Source(Protocol):
 
     image: ImageSpec
     class_names: list[str]
+    zero_shot_templates: list[str]
 
     def sample(self, split: str, index: int) -> CleanSample:
         """Clean sample ``index`` of ``split``: a pure function of the seed, split and index."""
@@ -205,6 +206,7 @@ def _build(builtin: Builtin, out: Path, config: BuildConfig, *, force: bool) -> 
                 image=source.image,
                 context_length=context_length,
                 class_names=list(source.class_names),
+                zero_shot_templates=list(source.zero_shot_templates),
                 labelled=True,
                 tokenizer=tokenizer,
                 splits=splits,

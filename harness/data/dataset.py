@@ -13,6 +13,7 @@ Layout (docs/DATA.md has the full format)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from harness.data.samples import ImageSpec
 from harness.data.tokenizer import WordTokenizer
 
 SPLITS = ("curated", "raw", "val", "eval")
+DEFAULT_ZERO_SHOT_TEMPLATES = ("{}", "a photo of a {}", "a {}")
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 _FORMAT = "jestbench-dataset"
@@ -76,6 +78,19 @@ class Dataset:
         their classes have no names (zero-shot classification is then unavailable)."""
         names = self.manifest.get("class_names")
         return None if names is None else list(names)
+
+    @property
+    def zero_shot_templates(self) -> list[str]:
+        """Prompt templates for zero-shot classification, ``{}`` standing for the class name: in
+        the style of the dataset's captions where the builder knows it, generic otherwise."""
+        return list(self.manifest.get("zero_shot_templates") or DEFAULT_ZERO_SHOT_TEMPLATES)
+
+    @cached_property
+    def content_id(self) -> str:
+        """A hash of what the dataset holds (config, shards' sha256, tokenizer), not of where it lies
+        or which jestbench built it: runs are keyed by it, so a rebuilt dataset means new runs."""
+        content = {k: v for k, v in self.manifest.items() if k != "software"}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     @cached_property
     def class_index(self) -> dict[str, int]:
@@ -165,6 +180,7 @@ def new_manifest(
     labelled: bool,
     tokenizer: WordTokenizer,
     splits: dict[str, dict[str, Any]],
+    zero_shot_templates: list[str] | None = None,
 ) -> dict[str, Any]:
     """The manifest's JSON object; ``splits`` maps each split to its ``count``, ``shards`` and
     ``noise`` (and optionally ``keys``)."""
@@ -179,6 +195,7 @@ def new_manifest(
         "image": {"size": image.size, "channels": image.channels},
         "context_length": context_length,
         "class_names": class_names,
+        "zero_shot_templates": zero_shot_templates,
         "labelled": labelled,
         "tokenizer": {"file": TOKENIZER, "hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size},
         "splits": splits,

@@ -52,6 +52,8 @@ TEMPLATES = (
     "product photo of a {size} {texture} {name}",
     "a {texture} {tone} {name}",
 )
+# Zero-shot prompts in the captions' own words.
+ZERO_SHOT_TEMPLATES = ("a {}", "a photo of a {}", "product photo of a {}")
 _PAD = 2  # 28 + 2 * 2 = 32
 _INK = 25  # pixels above this belong to the item
 
@@ -108,6 +110,7 @@ class FashionMnistSource:
             )
         self.seed = config.seed
         self.class_names = list(CLASS_NAMES)
+        self.zero_shot_templates = list(ZERO_SHOT_TEMPLATES)
         self.image = ImageSpec(32, 1)
         train_images, train_labels = (read_idx(directory / name) for name in FILES["train"])
         test_images, test_labels = (read_idx(directory / name) for name in FILES["test"])

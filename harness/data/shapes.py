@@ -50,6 +50,8 @@ TEMPLATES = (
     "{position}: {count} {size} {colour} {shapes}",
     "{count} {shapes}, {size} and {colour}, {position}",
 )
+# Zero-shot prompts in the captions' own words, one shape of each class.
+ZERO_SHOT_TEMPLATES = ("one {}", "a photo of one {}", "one small {}", "one large {}")
 _SUPERSAMPLE = 4
 
 
@@ -85,6 +87,7 @@ class ShapesSource:
     def __init__(self, seed: int, image_size: int) -> None:
         self.seed = seed
         self.class_names = list(SHAPE_NAMES)
+        self.zero_shot_templates = list(ZERO_SHOT_TEMPLATES)
         self.image = ImageSpec(image_size, 3)
 
     def _attributes(self, rng: np.random.Generator) -> _Attributes:

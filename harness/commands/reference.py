@@ -1,0 +1,68 @@
+"""``jestbench reference train``: the reference model and its cached embeddings of the raw pool."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from harness.errors import UserError
+from harness.workdir import add_work_argument, work_dir
+
+DESCRIPTION = """\
+Train the reference model on the curated split (uniform sampling, the same training loop), save it
+under WORK/references/HASH, and cache its embeddings of the whole raw pool beside the dataset, where
+learner runs read them (JEST paper A.5). The hash is the reference config's: rerunning reuses it.
+Prints the reference's scores, its training FLOPs and the pool-embedding FLOPs.
+"""
+
+DEFAULT_STEPS = 300
+
+
+def register(subparsers: Any) -> None:
+    from harness.data import add_data_arguments
+
+    parser = subparsers.add_parser(
+        "reference",
+        help="train the reference model and cache its embeddings of the raw pool",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("action", choices=("train",), help="what to do (train)")
+    add_data_arguments(parser)
+    parser.add_argument("--preset", default="small", help="model preset (default small)")
+    parser.add_argument("--batch-size", "-b", type=int, default=256, help="batch size (default 256)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--budget", type=float, metavar="FLOPS", help="training budget in FLOPs")
+    budget.add_argument(
+        "--budget-steps", type=float, metavar="N", help=f"training steps (default {DEFAULT_STEPS})"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_work_argument(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.data import dataset_from_args
+    from harness.reference import reference_config, train_reference
+
+    if args.budget is not None and args.budget <= 0:
+        raise UserError(f"--budget {args.budget} must be > 0")
+    work = work_dir(args)
+    dataset = dataset_from_args(args, work)
+    budget = (
+        f"{args.budget} flops" if args.budget is not None else f"{args.budget_steps or DEFAULT_STEPS} steps"
+    )
+    config = reference_config(
+        dataset, preset=args.preset, budget=budget, batch_size=args.batch_size, seed=args.seed
+    )
+    record = train_reference(config, work, show_progress=not args.quiet)
+    scores = record["scores"].get("val", {})
+    shown = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in scores.items())
+    print(f"reference {record['hash']} (preset {args.preset}) on {dataset.root}")
+    print(f"  val: {shown}")
+    print(
+        f"  training: {record['training_flops']:.3g} FLOPs over {record['training_examples']} examples; "
+        f"embedding the pool of {record['pool_size']}: {record['pool_embedding_flops']:.3g} FLOPs"
+    )
+    return 0

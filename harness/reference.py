@@ -1,0 +1,163 @@
+"""The reference model: trained on the curated split by the same loop, then embedding the raw pool.
+
+One reference per suite (DESIGN §2). It is trained with ``uniform`` at ``f = 0`` on the curated
+split, its weights saved under ``<work>/references/<hash>/`` where ``<hash>`` is its run config's
+hash (a rerun with the same config reuses it), and its embeddings of the whole raw pool are cached
+beside the dataset (paper A.5, :mod:`harness.data.reference_cache`). Its training FLOPs and the
+pool-embedding FLOPs are recorded, for the leaderboard's all-in column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from harness.data import Dataset, open_dataset, write_reference_cache
+from harness.data.pool import open_pool
+from harness.errors import UserError
+from harness.flops import model_flops
+from harness.models import DualEncoder, ModelConfig
+from harness.records import atomic_torch_save, write_json_atomic
+from harness.train import RunConfig, train
+from strategies import Embeddings
+
+_CHUNK = 1024
+RECORD = "reference.json"
+
+
+class MissingReferenceError(UserError):
+    """A reference that is missing or does not fit the run."""
+
+
+def reference_config(
+    dataset: Dataset,
+    *,
+    preset: str,
+    budget: str,
+    batch_size: int,
+    seed: int = 0,
+    dataset_id: str | None = None,
+) -> RunConfig:
+    """The run config of a reference: ``uniform`` at ``f = 0`` on the curated split."""
+    return RunConfig(
+        dataset=str(dataset.root),
+        dataset_id=dataset_id or dataset.content_id,
+        preset=preset,
+        strategy="uniform",
+        params={},
+        batch_size=batch_size,
+        filter_ratio=0.0,
+        budget=budget,
+        seed=seed,
+        split="curated",
+        eval_splits=("val",),
+    )
+
+
+def reference_dir(work_dir: Path, reference_hash: str) -> Path:
+    return work_dir / "references" / reference_hash
+
+
+def train_reference(config: RunConfig, work_dir: Path, *, show_progress: bool = True) -> dict[str, Any]:
+    """Train the reference of ``config`` (or reuse it) and cache its embeddings of the raw pool.
+
+    Returns its record: hash, config, model config, embedding width, scores, training and
+    pool-embedding FLOPs.
+    """
+    reference_hash = config.run_id
+    directory = reference_dir(work_dir, reference_hash)
+    record_path = directory / RECORD
+    dataset = open_dataset(Path(config.dataset))
+    if record_path.exists():
+        record: dict[str, Any] = json.loads(record_path.read_text())
+        if (dataset.reference_dir / reference_hash / "raw" / "meta.json").exists():
+            return record
+        model = load_reference_model(work_dir, record)
+    else:
+        result = train(config, work_dir, show_progress=show_progress)
+        model = result.model
+        final = {row["split"]: row for row in result.run.rows if row["steps"] == result.run.summary["steps"]}
+        record = {
+            "hash": reference_hash,
+            "config": config.to_dict(),
+            "model_config": dataclasses.asdict(model.config),
+            "embed_dim": model.config.embed_dim,
+            "training_flops": result.run.summary["flops"]["spent"]["training"],
+            "training_examples": result.run.rows[-1]["examples_seen"],
+            "scores": {
+                split: {k: row[k] for k in ("zero_shot", "few_shot", "i2t_recall", "t2i_recall", "mean")}
+                for split, row in final.items()
+            },
+        }
+        atomic_torch_save(directory / "model.pt", model.state_dict())
+    pool = open_pool(dataset, "raw")
+    embeddings = embed_split(model, pool, show_progress=show_progress)
+    write_reference_cache(dataset, pool.keys, embeddings, reference_hash)
+    record["pool_size"] = len(pool)
+    record["pool_embedding_flops"] = len(pool) * model_flops(model.config).full
+    write_json_atomic(record_path, record)
+    return record
+
+
+@torch.no_grad()
+def embed_split(model: DualEncoder, pool: Any, *, show_progress: bool = True) -> Embeddings:
+    """The model's embeddings of every sample of a split pool, in pool order, at full resolution."""
+    model.eval()
+    images, texts = [], []
+    positions = np.arange(len(pool))
+    for chunk in tqdm(
+        np.array_split(positions, max(1, len(pool) // _CHUNK)),
+        desc="embedding the raw pool",
+        disable=not show_progress,
+    ):
+        samples = pool.read(chunk)
+        images.append(model.encode_image(samples.images, "full"))
+        texts.append(model.encode_text(samples.tokens))
+    scale, bias = model.scale_bias()
+    return Embeddings(torch.cat(images), torch.cat(texts), float(scale), float(bias))
+
+
+def find_reference(work_dir: Path, dataset: Dataset, preset: str) -> str:
+    """The hash of the reference trained on ``dataset`` with ``preset`` in ``work_dir``; a clear error
+    naming the command when there is none, or the hashes when there are several."""
+    found = []
+    for path in sorted((work_dir / "references").glob(f"*/{RECORD}")):
+        record = json.loads(path.read_text())
+        if record["config"]["dataset_id"] == dataset.content_id and record["config"]["preset"] == preset:
+            found.append(record["hash"])
+    if not found:
+        raise MissingReferenceError(
+            f"no reference embeddings are cached for {dataset.root} (preset {preset}); make them with "
+            f"`jestbench reference train --data {dataset.root} --preset {preset}`"
+        )
+    if len(found) > 1:
+        raise MissingReferenceError(
+            f"several references fit {dataset.root} (preset {preset}): {', '.join(found)}; choose one with --reference"
+        )
+    return str(found[0])
+
+
+def load_reference_record(work_dir: Path, reference_hash: str) -> dict[str, Any]:
+    """The record of a trained reference; a clear error naming the command when there is none."""
+    path = reference_dir(work_dir, reference_hash) / RECORD
+    if not path.exists():
+        raise MissingReferenceError(
+            f"no reference {reference_hash!r} in {work_dir / 'references'}; train one with "
+            "`jestbench reference train --data DIR` (it prints the hash to pass as --reference)"
+        )
+    record: dict[str, Any] = json.loads(path.read_text())
+    return record
+
+
+def load_reference_model(work_dir: Path, record: dict[str, Any]) -> DualEncoder:
+    """The reference's trained weights, for scoring without the cache (``reference_cached=False``)."""
+    model = DualEncoder(ModelConfig(**record["model_config"]))
+    model.load_state_dict(torch.load(reference_dir(work_dir, record["hash"]) / "model.pt", weights_only=True))
+    model.eval()
+    return model
