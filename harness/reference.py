@@ -24,7 +24,7 @@ from harness.errors import UserError
 from harness.flops import model_flops
 from harness.models import DualEncoder, ModelConfig
 from harness.records import atomic_torch_save, write_json_atomic
-from harness.train import RunConfig, train
+from harness.train import OptimConfig, RunConfig, train
 from strategies import Embeddings
 
 _CHUNK = 1024
@@ -42,12 +42,12 @@ def reference_config(
     budget: str,
     batch_size: int,
     seed: int = 0,
-    dataset_id: str | None = None,
+    optim: OptimConfig | None = None,
 ) -> RunConfig:
     """The run config of a reference: ``uniform`` at ``f = 0`` on the curated split."""
     return RunConfig(
         dataset=str(dataset.root),
-        dataset_id=dataset_id or dataset.content_id,
+        dataset_id=dataset.content_id,
         preset=preset,
         strategy="uniform",
         params={},
@@ -57,6 +57,7 @@ def reference_config(
         seed=seed,
         split="curated",
         eval_splits=("val",),
+        optim=optim or OptimConfig(),
     )
 
 

@@ -56,7 +56,11 @@ class OptimConfig:
     """Adam with the JEST paper's β2 = 0.95 (appendix A.2), warm-up then cosine decay over the budget,
     gradient clipping, and weight decay as big_vision applies it: decoupled, scaled by the schedule
     but not by the learning rate, on weight matrices only (``torch.optim.AdamW`` gets
-    ``weight_decay / learning_rate``; biases, norms, embeddings, logit scale and bias are excluded)."""
+    ``weight_decay / learning_rate``; biases, norms, embeddings, logit scale and bias are excluded).
+
+    The logit scale and bias learn at ``scale_bias_lr`` times the rate: SigLIP's init was made for
+    runs of tens of thousands of steps, and at a few hundred steps with one shared rate they barely
+    move from it (DESIGN §2, §5)."""
 
     learning_rate: float = 2e-3
     beta1: float = 0.9
@@ -65,6 +69,7 @@ class OptimConfig:
     weight_decay: float = 1e-4
     warmup: float = 0.05
     grad_clip: float = 1.0
+    scale_bias_lr: float = 10.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -75,6 +80,7 @@ class OptimConfig:
             "weight_decay": self.weight_decay >= 0,
             "warmup": 0 <= self.warmup < 1,
             "grad_clip": self.grad_clip > 0,
+            "scale_bias_lr": self.scale_bias_lr > 0,
         }
         for name, ok in checks.items():
             value = getattr(self, name)
@@ -137,6 +143,8 @@ class _Progress:
     evaluations: int = 0
     wall_time: float = 0.0
     last_loss: float = float("nan")
+    loss_sum: float = 0.0  # training losses since the last evaluation, for its row's mean
+    loss_steps: int = 0
     selected_noise: Counter[str] = field(default_factory=Counter)
     super_noise: Counter[str] = field(default_factory=Counter)
     selected_repeats: int = 0
@@ -160,17 +168,25 @@ def learning_rate(progress: float, optim: OptimConfig) -> float:
 
 
 def make_optimizer(model: DualEncoder, optim: OptimConfig) -> torch.optim.AdamW:
-    """AdamW with decay on the weight matrices of linear layers and the patch embedding only."""
+    """AdamW with decay on the weight matrices of linear layers and the patch embedding only, and the
+    logit scale and bias in a group of their own with a faster rate (``lr_scale`` of each group)."""
     decay_names = {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     decay_names.add("image.patch_weight")
-    decay: list[torch.nn.Parameter] = []
-    no_decay: list[torch.nn.Parameter] = []
+    groups: dict[str, list[torch.nn.Parameter]] = {"decay": [], "no_decay": [], "scale_bias": []}
     for name, parameter in model.named_parameters():
-        (decay if name in decay_names else no_decay).append(parameter)
+        if name in ("logit_scale", "logit_bias"):
+            groups["scale_bias"].append(parameter)
+        else:
+            groups["decay" if name in decay_names else "no_decay"].append(parameter)
     return torch.optim.AdamW(
         [
-            {"params": decay, "weight_decay": optim.weight_decay / optim.learning_rate},
-            {"params": no_decay, "weight_decay": 0.0},
+            {
+                "params": groups["decay"],
+                "weight_decay": optim.weight_decay / optim.learning_rate,
+                "lr_scale": 1.0,
+            },
+            {"params": groups["no_decay"], "weight_decay": 0.0, "lr_scale": 1.0},
+            {"params": groups["scale_bias"], "weight_decay": 0.0, "lr_scale": optim.scale_bias_lr},
         ],
         lr=optim.learning_rate,
         betas=(optim.beta1, optim.beta2),
@@ -354,11 +370,12 @@ class _Run:
     def step(self, batch: SuperBatch) -> StepCost:
         view = self.view(batch)
         index = self.strategy.select(view, self.shape.batch_size, self.generator)
+        rate = learning_rate(
+            (self.ledger.total + self.predicted.total) / self.budget_flops, self.config.optim
+        )
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(
-                (self.ledger.total + self.predicted.total) / self.budget_flops, self.config.optim
-            )
-        self.progress.last_loss = train_step(
+            group["lr"] = rate * group["lr_scale"]
+        loss = train_step(
             self.model,
             self.optimizer,
             batch.images[index],
@@ -366,6 +383,9 @@ class _Run:
             self.strategy.training,
             self.config.optim.grad_clip,
         )
+        self.progress.last_loss = loss
+        self.progress.loss_sum += loss
+        self.progress.loss_steps += 1
         cost = self.cost.step_cost(
             self.needs, self.strategy.training, self.shape, pairwise=view.pairwise_macs
         )
@@ -389,6 +409,7 @@ class _Run:
             self.ledger.record_evaluation(evaluation.flops)
             self.run_file.rows.append(self._row(evaluation, pool_size))
         self.progress.evaluations += 1
+        self.progress.loss_sum, self.progress.loss_steps = 0.0, 0
         return evaluations
 
     def _row(self, evaluation: Evaluation, pool_size: int) -> dict[str, Any]:
@@ -422,7 +443,7 @@ class _Run:
             "flops_all_in": self.ledger.total + one_off,
             "flops_evaluation": self.ledger.evaluation_flops,
             "wall_time": p.wall_time,
-            "loss": p.last_loss,
+            "loss": p.loss_sum / p.loss_steps if p.loss_steps else float("nan"),
             **{name: value for name, value in evaluation.scores.as_dict().items()},
             "selected_repeats": p.selected_repeats,
             "super_repeats": p.super_repeats,

@@ -22,6 +22,27 @@ def add_work_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads (default: torch's choice); results are exactly reproducible for a fixed count",
+    )
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads``; the count is recorded in every row's provenance."""
+    import torch
+
+    if getattr(args, "threads", None) is not None:
+        if args.threads < 1:
+            from harness.errors import UserError
+
+            raise UserError(f"--threads {args.threads} must be >= 1")
+        torch.set_num_threads(args.threads)
+
+
 def work_dir(args: argparse.Namespace) -> Path:
     """The work directory the arguments (or the environment) name, created if missing."""
     chosen = getattr(args, "work", None) or os.environ.get(ENV) or "work"

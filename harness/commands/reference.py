@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from harness.commands.train import add_optim_arguments, optim_from_args
 from harness.errors import UserError
-from harness.workdir import add_work_argument, work_dir
+from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
 Train the reference model on the curated split (uniform sampling, the same training loop), save it
@@ -15,7 +16,7 @@ learner runs read them (JEST paper A.5). The hash is the reference config's: rer
 Prints the reference's scores, its training FLOPs and the pool-embedding FLOPs.
 """
 
-DEFAULT_STEPS = 300
+DEFAULT_STEPS = 600
 
 
 def register(subparsers: Any) -> None:
@@ -30,7 +31,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("action", choices=("train",), help="what to do (train)")
     add_data_arguments(parser)
     parser.add_argument("--preset", default="small", help="model preset (default small)")
-    parser.add_argument("--batch-size", "-b", type=int, default=256, help="batch size (default 256)")
+    parser.add_argument("--batch-size", "-b", type=int, default=128, help="batch size (default 128)")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--budget", type=float, metavar="FLOPS", help="training budget in FLOPs")
     budget.add_argument(
@@ -38,7 +39,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_optim_arguments(parser)
     add_work_argument(parser)
+    add_threads_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -48,13 +51,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.budget is not None and args.budget <= 0:
         raise UserError(f"--budget {args.budget} must be > 0")
+    set_threads(args)
     work = work_dir(args)
     dataset = dataset_from_args(args, work)
     budget = (
         f"{args.budget} flops" if args.budget is not None else f"{args.budget_steps or DEFAULT_STEPS} steps"
     )
     config = reference_config(
-        dataset, preset=args.preset, budget=budget, batch_size=args.batch_size, seed=args.seed
+        dataset,
+        preset=args.preset,
+        budget=budget,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        optim=optim_from_args(args),
     )
     record = train_reference(config, work, show_progress=not args.quiet)
     scores = record["scores"].get("val", {})

@@ -7,15 +7,15 @@ from typing import Any
 
 from harness.commands.strategies import add_param_argument, parse_params
 from harness.errors import UserError
-from harness.workdir import add_work_argument, work_dir
+from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
 Train a learner on the raw pool with one selection strategy until the next step would exceed the
 budget, evaluating on the val and eval splits at a cadence and at the end. The run is keyed by its
 config hash: rerunning the same command resumes it from its last checkpoint (or reports it done).
 
-The budget is in FLOPs (--budget 2e12) or in uniform-equivalent steps (--budget-steps 300: what
-300 steps of uniform at this b cost). Strategies that need reference embeddings use the reference
+The budget is in FLOPs (--budget 2e12) or in uniform-equivalent steps (--budget-steps 500: what
+500 steps of uniform at this b cost). Strategies that need reference embeddings use the reference
 trained on this dataset (`jestbench reference train`), or the one --reference names.
 """
 
@@ -27,7 +27,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--preset", default="small", help="model preset: tiny, small (default), B/16")
     parser.add_argument(
-        "--batch-size", "-b", type=int, default=256, help="sub-batch size b trained per step (default 256)"
+        "--batch-size", "-b", type=int, default=128, help="sub-batch size b trained per step (default 128)"
     )
     parser.add_argument(
         "--filter-ratio",
@@ -41,7 +41,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget", type=float, metavar="FLOPS", help="budget in FLOPs (1 FLOP = 1 multiply-add)"
     )
     budget.add_argument(
-        "--budget-steps", type=float, metavar="N", help="budget in uniform-equivalent steps (default 300)"
+        "--budget-steps", type=float, metavar="N", help="budget in uniform-equivalent steps (default 500)"
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the model, data order and selection (default 0)"
@@ -60,6 +60,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.25,
         help="evaluate every this fraction of the budget (default 0.25)",
     )
+    add_optim_arguments(parser)
+    add_work_argument(parser)
+    add_threads_argument(parser)
+
+
+def add_optim_arguments(parser: argparse.ArgumentParser) -> None:
+    """The optimiser options (shared with ``jestbench reference train``)."""
     optim = parser.add_argument_group("optimiser (Adam, warm-up then cosine over the budget)")
     optim.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     optim.add_argument("--beta2", type=float, default=0.95, help="Adam β2 (default 0.95, JEST A.2)")
@@ -73,7 +80,25 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--warmup", type=float, default=0.05, help="warm-up, as a fraction of the budget (default 0.05)"
     )
     optim.add_argument("--grad-clip", type=float, default=1.0, help="gradient-norm clip (default 1.0)")
-    add_work_argument(parser)
+    optim.add_argument(
+        "--scale-bias-lr",
+        type=float,
+        default=10.0,
+        help="learning-rate multiple for the logit scale and bias (default 10)",
+    )
+
+
+def optim_from_args(args: argparse.Namespace) -> Any:
+    from harness.train import OptimConfig
+
+    return OptimConfig(
+        learning_rate=args.lr,
+        beta2=args.beta2,
+        weight_decay=args.weight_decay,
+        warmup=args.warmup,
+        grad_clip=args.grad_clip,
+        scale_bias_lr=args.scale_bias_lr,
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -99,7 +124,7 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
     """The :class:`harness.train.RunConfig` that the run options describe."""
     from harness.data import dataset_from_args
     from harness.reference import find_reference
-    from harness.train import OptimConfig, RunConfig
+    from harness.train import RunConfig
     from strategies import default_registry
 
     work = work_dir(args)
@@ -108,7 +133,7 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
     reference = args.reference
     if needs.reference and reference is None:
         reference = find_reference(work, dataset, args.preset)
-    budget = f"{args.budget} flops" if args.budget is not None else f"{args.budget_steps or 300} steps"
+    budget = f"{args.budget} flops" if args.budget is not None else f"{args.budget_steps or 500} steps"
     return RunConfig(
         dataset=str(dataset.root),
         dataset_id=dataset.content_id,
@@ -123,19 +148,14 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
         reference_cached=not args.uncached_reference,
         on_bad_sample=args.on_bad_sample,
         eval_every=args.eval_every,
-        optim=OptimConfig(
-            learning_rate=args.lr,
-            beta2=args.beta2,
-            weight_decay=args.weight_decay,
-            warmup=args.warmup,
-            grad_clip=args.grad_clip,
-        ),
+        optim=optim_from_args(args),
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from harness.train import train
 
+    set_threads(args)
     config = run_config_from_args(args, args.strategy, parse_params(args.param))
     if not 0 < config.eval_every <= 1:
         raise UserError(f"--eval-every {config.eval_every} must lie in (0, 1]")
