@@ -13,9 +13,8 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +34,7 @@ from harness.data.noise import (
 from harness.data.samples import ImageSpec, encode_npy
 from harness.data.shards import ShardIndex, ShardWriter, save_index
 from harness.data.tokenizer import WordTokenizer
+from harness.staging import staged_directory
 
 SPLIT_CODES = {"curated": 1, "raw": 2, "val": 3, "eval": 4}
 TRAINING_SPLITS = ("curated", "raw")  # the tokenizer is built from their captions
@@ -278,21 +278,10 @@ def fit_context_length(tokenizer: WordTokenizer, captions: list[str]) -> int:
     return int(min(64, max(8, -(-longest // 8) * 8)))
 
 
-@contextlib.contextmanager
-def staging_directory(out: Path, *, force: bool) -> Iterator[Path]:
+def staging_directory(out: Path, *, force: bool) -> contextlib.AbstractContextManager[Path]:
     """Build into a sibling temporary directory and move it to ``out`` only when complete, so
     that a reader (or a concurrent test worker) never sees half a dataset."""
     out = out.resolve()
     if out.exists() and any(out.iterdir()) and not force:
         raise DataError(f"{out} exists and is not empty; pass --force to replace it")
-    tmp = out.parent / f".{out.name}.building-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
+    return staged_directory(out, replaceable=lambda _: True, what="a dataset")

@@ -1,0 +1,199 @@
+"""The results store: every run file of a work directory read into one pandas table.
+
+A run writes its rows to ``<work>/runs/<run_id>.json`` (:class:`harness.records.RunFile`); leaderboards,
+tuning reports and ``jestbench publish`` read them through :func:`read_runs` only, so the schema
+(docs/RESULTS.md) is decided in one place. Rows of complete runs form the table; failed and unfinished
+runs are listed beside it with their errors, so a report can say what it left out instead of silently
+averaging a run that stopped half-way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.errors import UserError
+from harness.records import RunFile, config_hash
+
+# Columns every row must have (written by ``harness.train._Run._row``); the noise-kind counts and the
+# provenance fields come on top. A run file without one of these was written by another version.
+REQUIRED_COLUMNS = (
+    "run_id",
+    "strategy",
+    "params",
+    "b",
+    "B",
+    "f",
+    "seed",
+    "dataset",
+    "dataset_id",
+    "preset",
+    "split",
+    "evaluation",
+    "steps",
+    "examples_seen",
+    "examples_scored",
+    "epochs",
+    "budget_flops",
+    "flops_training",
+    "flops_scoring",
+    "flops_reference",
+    "flops_spent",
+    "flops_reference_one_off",
+    "flops_all_in",
+    "flops_evaluation",
+    "wall_time",
+    "loss",
+    "zero_shot",
+    "few_shot",
+    "i2t_recall",
+    "t2i_recall",
+    "mean",
+    "selected_repeats",
+    "super_repeats",
+    "config_hash",
+)
+METRICS = ("zero_shot", "few_shot", "i2t_recall", "t2i_recall", "mean")
+# Config fields that do not change what a run computes given its other fields: the dataset's location
+# (its content id is kept) and the seed (runs that differ only in it are one configuration).
+_NOT_CONFIGURATION = ("dataset", "seed")
+
+
+class ResultsError(UserError):
+    """A run file that cannot be read, or a run id with no run file."""
+
+
+@dataclass(frozen=True)
+class Results:
+    """Rows of complete runs, and one line per run read.
+
+    Attributes:
+        rows: one row per evaluation point and split of every complete run, with the run's config
+            (``config.*`` columns) and provenance; columns in docs/RESULTS.md.
+        runs: one row per run read: ``run_id``, ``status`` (complete, failed, running), ``error``,
+            ``strategy``, ``params``, ``seed``, ``rows`` (how many) and ``path``.
+    """
+
+    rows: pd.DataFrame
+    runs: pd.DataFrame
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        """Runs that stopped with an error (their ``error`` says why)."""
+        return self.runs[self.runs["status"] == "failed"]
+
+    @property
+    def incomplete(self) -> pd.DataFrame:
+        """Runs still running, or killed before they finished: their rows are left out."""
+        return self.runs[self.runs["status"] == "running"]
+
+
+def canonical_params(params: Mapping[str, Any]) -> str:
+    """A strategy's parameters as one JSON string with sorted keys: hashable, and equal for equal params."""
+    return json.dumps(dict(params), sort_keys=True, separators=(", ", ": "))
+
+
+def configuration_key(config: Mapping[str, Any]) -> str:
+    """The hash of a run's config without its seed and dataset location: runs sharing it are seeds of
+    one configuration (a leaderboard row)."""
+    return config_hash({k: v for k, v in config.items() if k not in _NOT_CONFIGURATION})
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "config.") -> dict[str, Any]:
+    """``{"optim": {"beta2": 0.95}}`` → ``{"config.optim.beta2": 0.95}``; lists and params as JSON text."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if key == "params":
+            flat[f"{prefix}{key}"] = canonical_params(value)
+        elif isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, list | tuple):
+            flat[f"{prefix}{key}"] = json.dumps(list(value))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _load(path: Path) -> RunFile:
+    try:
+        return RunFile.load(path)
+    except (OSError, ValueError, KeyError) as err:  # json.JSONDecodeError is a ValueError
+        raise ResultsError(f"cannot read run file {path}: {err}") from err
+
+
+def _run_rows(run: RunFile, path: Path) -> list[dict[str, Any]]:
+    """A run's rows with its config and provenance attached, each checked for the required columns."""
+    config = _flatten(run.config)
+    rows = []
+    for number, row in enumerate(run.rows):
+        missing = [name for name in REQUIRED_COLUMNS if name not in row]
+        if missing:
+            raise ResultsError(
+                f"run file {path}: row {number} lacks {', '.join(missing)}; it was written by another "
+                "version of jestbench (rerun the run, or render with that version)"
+            )
+        # Rows carry the provenance of the process that wrote them (a resumed run may have moved
+        # machines); the run file's own provenance fills any field an older row lacks.
+        full = {**row, **{k: v for k, v in run.provenance.items() if k not in row}, **config}
+        full["params"] = canonical_params(row["params"])
+        # The row's params include the strategy's defaults: a config that spelled a default out and
+        # one that left it implicit are the same configuration.
+        full["config_key"] = configuration_key({**run.config, "params": row["params"]})
+        rows.append(full)
+    return rows
+
+
+def _known_ids(runs_dir: Path) -> list[str]:
+    return sorted(p.stem for p in runs_dir.glob("*.json"))
+
+
+def _paths(work_dir: Path, run_ids: Sequence[str] | None) -> list[Path]:
+    runs_dir = work_dir / "runs"
+    if run_ids is None:
+        return sorted(runs_dir.glob("*.json"))
+    paths = []
+    for run_id in dict.fromkeys(run_ids):  # keep the order, drop repeats
+        path = RunFile.path_for(work_dir, run_id)
+        if not path.is_file():
+            close = difflib.get_close_matches(run_id, _known_ids(runs_dir), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ResultsError(f"no run {run_id!r} in {runs_dir}{hint}")
+        paths.append(path)
+    return paths
+
+
+def read_runs(work_dir: Path, run_ids: Sequence[str] | None = None) -> Results:
+    """Read the run files of ``work_dir`` (all of them, or ``run_ids``) into a :class:`Results`.
+
+    Raises:
+        ResultsError: a named run has no run file, or a run file cannot be read or lacks a column.
+    """
+    rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    for path in _paths(work_dir, run_ids):
+        run = _load(path)
+        if run.status == "complete":
+            rows.extend(_run_rows(run, path))
+        runs.append(
+            {
+                "run_id": run.run_id,
+                "status": run.status,
+                "error": run.error,
+                "strategy": run.config.get("strategy"),
+                "params": canonical_params(run.config.get("params", {})),
+                "seed": run.config.get("seed"),
+                "rows": len(run.rows),
+                "path": str(path),
+            }
+        )
+    run_columns = ["run_id", "status", "error", "strategy", "params", "seed", "rows", "path"]
+    table = pd.DataFrame(rows)
+    if not table.empty:  # a metric that no dataset had (None everywhere) is still a float column
+        table[list(METRICS)] = table[list(METRICS)].astype(float)
+    return Results(rows=table, runs=pd.DataFrame(runs, columns=run_columns))
