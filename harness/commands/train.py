@@ -129,7 +129,8 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
 
     work = work_dir(args)
     dataset = dataset_from_args(args, work)
-    needs = default_registry().get_strategy(strategy, **params).needs
+    built = default_registry().get_strategy(strategy, **params)
+    needs = built.needs
     reference = args.reference
     if needs.reference and reference is None:
         reference = find_reference(work, dataset, args.preset)
@@ -139,7 +140,7 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
         dataset_id=dataset.content_id,
         preset=args.preset,
         strategy=strategy,
-        params=params,
+        params=dict(built.config),  # validated, defaults filled: one spelling, one run id
         batch_size=args.batch_size,
         filter_ratio=args.filter_ratio,
         budget=budget,

@@ -3,7 +3,7 @@
 streaming, and cached reference embeddings. docs/DATA.md describes the formats and choices.
 """
 
-from harness.data.arguments import add_data_arguments, dataset_from_args
+from harness.data.arguments import add_data_arguments, dataset_from_args, open_data
 from harness.data.build import BuildConfig, build_dataset, builtin_names
 from harness.data.byo import ByoConfig, build_byo
 from harness.data.dataset import SPLITS, Dataset, ShardRecord, open_dataset
@@ -37,6 +37,7 @@ __all__ = [
     "builtin_names",
     "dataset_from_args",
     "load_split",
+    "open_data",
     "open_dataset",
     "write_reference_cache",
 ]

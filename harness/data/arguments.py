@@ -69,18 +69,38 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+DATA_OPTIONS = ("data", *_PATTERN_SPLITS, "image_size", "channels", "on_bad_sample")
+
+
 def dataset_from_args(args: argparse.Namespace, work_dir: Path) -> Dataset:
     """The dataset the data options name, built under ``work_dir/datasets`` if need be."""
-    patterns = {split: getattr(args, split, None) for split in _PATTERN_SPLITS}
+    return open_data(work_dir, **{name: getattr(args, name, None) for name in DATA_OPTIONS})
+
+
+def open_data(
+    work_dir: Path,
+    *,
+    data: str | None = None,
+    curated: str | None = None,
+    raw: str | None = None,
+    val: str | None = None,
+    eval: str | None = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+    on_bad_sample: str | None = None,
+) -> Dataset:
+    """The dataset that the data options (as keywords: a suite's ``[data]`` table uses the same
+    names) describe, built under ``work_dir/datasets`` if need be; see the module docstring."""
+    patterns = {"curated": curated, "raw": raw, "val": val, "eval": eval}
     given = {split: p for split, p in patterns.items() if p is not None}
     if given:
-        if args.data is not None:
+        if data is not None:
             raise DataError("give either --data or shard patterns (--curated/--raw/--val/--eval), not both")
         missing = [f"--{split}" for split in ("curated", "raw", "eval") if split not in given]
         if missing:
             raise DataError(f"bring-your-own data needs {', '.join(missing)} too (--val is optional)")
-        return _byo(args, given, work_dir)
-    data = args.data or DEFAULT_DATA
+        return _byo(given, work_dir, image_size=image_size, channels=channels, on_bad_sample=on_bad_sample)
+    data = data or DEFAULT_DATA
     if Path(data).is_dir():
         return open_dataset(data)
     from harness.data.build import build_dataset, builtin_names
@@ -93,7 +113,14 @@ def dataset_from_args(args: argparse.Namespace, work_dir: Path) -> Dataset:
     return _locked(out, lambda: build_dataset(data, out, force=True))
 
 
-def _byo(args: argparse.Namespace, patterns: dict[str, str], work_dir: Path) -> Dataset:
+def _byo(
+    patterns: dict[str, str],
+    work_dir: Path,
+    *,
+    image_size: int | None,
+    channels: int | None,
+    on_bad_sample: str | None,
+) -> Dataset:
     from harness.data.byo import ByoConfig, build_byo, is_current
 
     config = ByoConfig(
@@ -101,9 +128,9 @@ def _byo(args: argparse.Namespace, patterns: dict[str, str], work_dir: Path) -> 
         raw=patterns["raw"],
         eval=patterns["eval"],
         val=patterns.get("val"),
-        image_size=args.image_size or 32,
-        channels=args.channels or 3,
-        on_bad_sample=args.on_bad_sample,
+        image_size=image_size or 32,
+        channels=channels or 3,
+        on_bad_sample=on_bad_sample or "error",  # type: ignore[arg-type]
     )
     digest = hashlib.sha256(json.dumps(asdict(config), sort_keys=True).encode()).hexdigest()[:12]
     out = work_dir / "datasets" / f"byo-{digest}"
