@@ -227,7 +227,7 @@ def _repeats(captions: list[str]) -> int:
     return len(captions) - len(set(captions))
 
 
-class _Run:
+class Run:
     """One run's state and its steps; :func:`train` drives it."""
 
     def __init__(self, config: RunConfig, work_dir: Path, checkpoint_seconds: float) -> None:
@@ -480,7 +480,7 @@ def train(
     ``on_evaluation(k, evaluations)`` is called after evaluation ``k`` (0 is the untrained model); it
     may raise to stop the run (the tuner's pruner does), leaving the run resumable.
     """
-    run = _Run(config, work_dir, checkpoint_seconds)
+    run = Run(config, work_dir, checkpoint_seconds)
     stream = run.stream()
     every = config.eval_every * run.budget_flops
     bar = tqdm(

@@ -56,18 +56,24 @@ def percent(value: float) -> Cell:
 
 
 def _bound(value: float) -> str:
-    return "n.r." if value == NOT_REACHED else f"{value:.2f}"
+    if value == NOT_REACHED:
+        return "n.r."
+    return "at start" if math.isinf(value) else f"{value:.2f}"
 
 
 def speedup_cell(row: pd.Series, column: str) -> Cell:
     """``2.00× [1.76, 2.14]``; "not reached" where the mean curve never gets to uniform's final score,
-    "n.r." for an interval end where bootstrap samples do not; "no baseline" without uniform at f = 0."""
+    "n.r." for an interval end where bootstrap samples do not; "at start" where the curve's first point
+    (the untrained model) already reaches it, so uniform never improved on it; "no baseline" without
+    uniform at f = 0."""
     value, low, high = row[column], row[f"{column}_low"], row[f"{column}_high"]
     if not row["baseline"]:
         return Cell("no baseline", None)
     interval = "" if _missing(low) else f" [{_bound(low)}, {_bound(high)}]"
     if _missing(value):
         return Cell(f"not reached{interval}", None)
+    if math.isinf(value):  # the untrained model already scored as well as uniform's final one
+        return Cell(f"at start{interval}", float("inf"))
     return Cell(f"{value:.2f}×{interval}", float(value))
 
 

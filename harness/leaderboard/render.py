@@ -12,6 +12,7 @@ import base64
 import datetime
 import html
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,13 +279,20 @@ def _html_table(table_id: str, columns: Sequence[Column], rows: Sequence[pd.Seri
         cells = []
         for column in columns:
             cell = column.cell(row)
-            sort = "" if cell.sort is None else str(cell.sort)
+            sort = "" if cell.sort is None else _sort_key(cell.sort)
             cells.append(f'<td data-sort="{e(sort)}"{_text_class(column, rows)}>{e(cell.text)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
     return (
         f'<div class="scroll"><table id="{table_id}" class="sortable"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
+
+
+def _sort_key(value: float | str) -> str:
+    """A data-sort value JavaScript's Number() reads back: "Infinity", not Python's "inf"."""
+    if isinstance(value, float) and math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return str(value)
 
 
 def _text_class(column: Column, rows: Sequence[pd.Series]) -> str:

@@ -150,7 +150,10 @@ def speedup(
         strategy, base_scores[pick_base].mean(axis=1), base_costs[pick_base].mean(axis=1), pick_strategy
     )
     ratios = np.where(np.isnan(ratios), NOT_REACHED, ratios)
-    low, high = np.percentile(ratios, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2])
+    # No interpolation between samples: a sample reached at the start is an infinite ratio.
+    low, high = np.percentile(
+        ratios, [100 * (1 - CONFIDENCE) / 2, 100 * (1 + CONFIDENCE) / 2], method="inverted_cdf"
+    )
     return Speedup(float(point), float(low), float(high))
 
 
