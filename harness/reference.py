@@ -115,7 +115,7 @@ def embed_split(model: DualEncoder, pool: Any, *, show_progress: bool = True) ->
     for chunk in tqdm(
         np.array_split(positions, max(1, len(pool) // _CHUNK)),
         desc="embedding the raw pool",
-        disable=not show_progress,
+        disable=None if show_progress else True,
     ):
         samples = pool.read(chunk)
         images.append(model.encode_image(samples.images, "full"))

@@ -489,7 +489,7 @@ def train(
         unit="FLOP",
         unit_scale=True,
         desc=f"{config.strategy} seed {config.seed}",
-        disable=not show_progress,
+        disable=None if show_progress else True,  # None: shown on a terminal, not in a log file
         dynamic_ncols=True,
     )
     started = time.monotonic() - run.progress.wall_time

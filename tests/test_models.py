@@ -182,10 +182,10 @@ def test_scale_and_bias_learn() -> None:
 
 def test_scale_and_bias_initialisation_per_preset() -> None:
     assert PRESETS["B/16"].init_logit_bias == -10.0  # SigLIP's, for the paper's batches
-    assert PRESETS["small"].init_logit_bias == pytest.approx(-math.log(256))  # b = 256
+    assert PRESETS["small"].init_logit_bias == pytest.approx(-math.log(128))  # b = 128
     model = build_model("small", vocab_size=VOCAB)
     scale, bias = model.scale_bias()
-    assert scale.item() == pytest.approx(10.0) and bias.item() == pytest.approx(-math.log(256))
+    assert scale.item() == pytest.approx(10.0) and bias.item() == pytest.approx(-math.log(128))
 
 
 # -- bad input ----------------------------------------------------------------------------------

@@ -200,3 +200,24 @@ def test_the_uncached_reference_charges_a_reference_pass_per_step(learning: Lear
         row["selected_mismatched"] / row["examples_seen"]
         < 0.5 * row["super_mismatched"] / row["examples_scored"]
     )
+
+
+def test_an_eval_split_without_labels_reports_classification_unavailable(tmp_path: Path):
+    """Bring-your-own shards without labels (written with tarfile): retrieval still runs."""
+    from test_data_byo import patterns
+
+    from harness.cli import main
+
+    shards = patterns(tmp_path / "mine", labels=None)
+    work = tmp_path / "work"
+    args = [f"--{split}={pattern}" for split, pattern in shards.items()]
+    args += ["--preset", "tiny", "-b", "8", "-f", "0", "--budget-steps", "6", "--work", str(work), "-q"]
+    assert main(["train", *args]) == 0
+    (path,) = (work / "runs").glob("*.json")
+    rows = RunFile.load(path).rows
+    assert {row["split"] for row in rows} == {"val", "eval"}
+    for row in rows:
+        assert row["zero_shot"] is None and row["few_shot"] is None
+        assert 0 <= row["i2t_recall"] <= 1 and row["mean"] == pytest.approx(
+            (row["i2t_recall"] + row["t2i_recall"]) / 2
+        )

@@ -57,18 +57,27 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--preset", action="extend", nargs="+", metavar="P", help="model preset(s) (default: all)"
     )
-    parser.add_argument("--batch-size", "-b", type=int, default=256, help="sub-batch size b (default 256)")
     parser.add_argument(
-        "--pool-size", type=int, default=100_000, help="raw-pool size, for the all-in column (default 100000)"
+        "--batch-size",
+        "-b",
+        type=int,
+        default=128,
+        help="sub-batch size b (default 128, the built-in suites')",
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=40_000,
+        help="raw-pool size, for the all-in column (default 40000, shapes')",
     )
     parser.add_argument(
         "--reference-examples",
         type=int,
-        default=102_400,
-        help="examples the reference trains on, for the all-in column (default 102400 = 400 steps of 256)",
+        default=128_000,
+        help="examples the reference trains on, for the all-in column (default 128000 = the quick suite's 1000 steps of 128)",
     )
     parser.add_argument(
-        "--steps", type=int, default=400, help="steps of the run, for the all-in column (default 400)"
+        "--steps", type=int, default=1000, help="steps of the run, for the all-in column (default 1000)"
     )
     parser.add_argument("--output", type=Path, help="also write the report to this Markdown file")
     parser.set_defaults(handler=run)

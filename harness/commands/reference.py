@@ -16,7 +16,7 @@ learner runs read them (JEST paper A.5). The hash is the reference config's: rer
 Prints the reference's scores, its training FLOPs and the pool-embedding FLOPs.
 """
 
-DEFAULT_STEPS = 600
+DEFAULT_STEPS = 1000
 
 
 def register(subparsers: Any) -> None:

@@ -14,8 +14,8 @@ Train a learner on the raw pool with one selection strategy until the next step 
 budget, evaluating on the val and eval splits at a cadence and at the end. The run is keyed by its
 config hash: rerunning the same command resumes it from its last checkpoint (or reports it done).
 
-The budget is in FLOPs (--budget 2e12) or in uniform-equivalent steps (--budget-steps 500: what
-500 steps of uniform at this b cost). Strategies that need reference embeddings use the reference
+The budget is in FLOPs (--budget 2e12) or in uniform-equivalent steps (--budget-steps 1000: what
+1000 steps of uniform at this b cost). Strategies that need reference embeddings use the reference
 trained on this dataset (`jestbench reference train`), or the one --reference names.
 """
 
@@ -41,7 +41,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget", type=float, metavar="FLOPS", help="budget in FLOPs (1 FLOP = 1 multiply-add)"
     )
     budget.add_argument(
-        "--budget-steps", type=float, metavar="N", help="budget in uniform-equivalent steps (default 500)"
+        "--budget-steps", type=float, metavar="N", help="budget in uniform-equivalent steps (default 1000)"
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the model, data order and selection (default 0)"
@@ -134,7 +134,7 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
     reference = args.reference
     if needs.reference and reference is None:
         reference = find_reference(work, dataset, args.preset)
-    budget = f"{args.budget} flops" if args.budget is not None else f"{args.budget_steps or 500} steps"
+    budget = f"{args.budget} flops" if args.budget is not None else f"{args.budget_steps or 1000} steps"
     return RunConfig(
         dataset=str(dataset.root),
         dataset_id=dataset.content_id,

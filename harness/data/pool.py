@@ -28,7 +28,15 @@ from harness.data.samples import (
     decode_image,
     decode_meta,
 )
-from harness.data.shards import Problem, load_index, read_fields, save_index, scan_shard, sha256_file
+from harness.data.shards import (
+    Problem,
+    load_index,
+    read_fields,
+    read_span,
+    save_index,
+    scan_shard,
+    sha256_file,
+)
 
 OnBadSample = Literal["error", "skip"]
 ON_BAD_SAMPLE: tuple[OnBadSample, ...] = ("error", "skip")
@@ -79,6 +87,9 @@ class SplitPool:
         self._image_extensions = image_extensions
         self._fds: dict[int, int] = {}
         self._pid = os.getpid()
+        # Caption, label and noise kind of each sample read once, so that later epochs read only
+        # its image: at f = 0.8 the loop reads 5x the samples it trains on, on cores it shares.
+        self._text: dict[int, tuple[str, int, str]] = {}
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -115,17 +126,27 @@ class SplitPool:
             key = self.keys[position]
             shard = self._shard_of[position]
             try:
-                image, caption, meta = read_fields(self._fd(shard), self._spans[position])
+                known = self._text.get(position)
+                if known is None:
+                    image, caption, meta = read_fields(self._fd(shard), self._spans[position])
+                    decoded = decode_meta(meta)
+                    known = self._text[position] = (
+                        decode_caption(caption),
+                        self._label(decoded.label),
+                        decoded.noise,
+                    )
+                else:
+                    spans = self._spans[position]
+                    image = read_span(self._fd(shard), spans[0], spans[1])
                 images[row] = decode_image(image, IMAGE_EXTENSIONS[self._image_extensions[position]], spec)
-                captions.append(decode_caption(caption))
-                decoded = decode_meta(meta)
-                labels[row] = self._label(decoded.label)
             except (SampleDecodeError, OSError) as err:
                 raise BadSampleError(
                     f"shard {self.shard_paths[shard]}, key {key!r}: {err}. The shard changed after it was "
                     f"indexed; run `jestbench data validate {dataset.root}`"
                 ) from None
-            noise.append(decoded.noise)
+            captions.append(known[0])
+            labels[row] = known[1]
+            noise.append(known[2])
             keys.append(key)
         tokens, truncated = dataset.tokenizer.encode(captions, dataset.context_length)
         return Samples(
