@@ -19,8 +19,8 @@ def test_flops_prints_and_writes_the_report(tmp_path: Path, capsys: pytest.Captu
     assert "One FLOP = one multiply-add" in printed
     assert "| A = F_img,coarse / F_img | 0.531 |" in printed
     for name in default_registry().list_strategies():
-        assert f"| {name} | 0.80 | 1280 |" in printed
-    assert "| learnability, uncached reference | 0.80 | 1280 | 4.33x | 4.00x |" in printed
+        assert f"| {name} | 0.80 | 640 |" in printed
+    assert "| learnability, uncached reference | 0.80 | 640 | 4.33x | 4.00x |" in printed
 
 
 def test_the_paper_preset_sets_the_paper_beside_ours() -> None:
