@@ -53,8 +53,19 @@ gain = { low = 10.0, high = 1000.0 }
 """
 
 
-def write_suite(learning: Learning, directory: Path, tune: str = SPACE, budget: str = "60 steps") -> Path:
-    """A suite on the learning dataset whose reference is the fixture's (same settings, same hash)."""
+def write_suite(
+    learning: Learning,
+    directory: Path,
+    tune: str = SPACE,
+    budget: str = "60 steps",
+    strategies: tuple[str, ...] = ("uniform", "jest"),
+) -> Path:
+    """A suite on the learning dataset whose reference is the fixture's (same settings, same hash);
+    uniform runs at f = 0, the others at the suite's f = 0.8."""
+    entries = "".join(
+        f'[[strategies]]\nname = "{name}"\n' + ("filter_ratio = 0.0\n" if name == "uniform" else "")
+        for name in strategies
+    )
     reference = {k: v for k, v in LEARN_REFERENCE.items() if k != "seed"}
     text = f"""
 name = "tiny"
@@ -71,11 +82,7 @@ eval_every = 0.5
 preset = "{reference["preset"]}"
 budget = "{reference["budget"]}"
 batch_size = {reference["batch_size"]}
-[[strategies]]
-name = "uniform"
-filter_ratio = 0.0
-[[strategies]]
-name = "jest"
+{entries}
 {tune}
 """
     directory.mkdir(parents=True, exist_ok=True)
@@ -132,6 +139,9 @@ def test_the_default_space_holds_the_declared_ranges_and_only_chunk_counts_that_
         "n_chunks": "powers of two in [1, 8] (searched as log2 in [0, 3])",  # the divisors of 24
     }
     assert build_space("uniform", 24).describe()["two_resolution"] == "one of False, True"
+    # A range given in part takes its other end from the default, as cut down to this b.
+    partial = build_space("jest", 24, {"params": {"jest": {"n_chunks": {"low": 2}}}})
+    assert partial.describe()["n_chunks"] == "powers of two in [2, 8] (searched as log2 in [1, 3])"
 
 
 def test_an_unreachable_storage_is_a_clear_error_naming_the_url_without_its_password(
@@ -159,12 +169,15 @@ def test_run_options_beside_a_suite_are_refused(
 
 
 def test_two_workers_on_sqlite_a_rerun_continues_the_study_and_tuned_rows_reach_the_leaderboard(
-    learning: Learning, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    learning: Learning, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ):
-    suite = write_suite(learning, tmp_path)
+    # jest is not in the suite: its run is the suite's [run] table. Uniform at f = 0 is its baseline.
+    suite = write_suite(learning, tmp_path, strategies=("uniform",))
     work = learning.private_work_dir(tmp_path)
-    assert main(["run", str(suite), "--work", str(work), "--quiet"]) == 0  # uniform and jest, by hand
+    assert main(["run", str(suite), "--work", str(work), "--quiet"]) == 0
     assert tune(suite, "--strategy", "jest", "--work", work, "--workers", "2") == 0
+    printed = capfd.readouterr().out  # the worker processes print to the same terminal
+    assert "[worker 0] trial" in printed and "[worker 1] trial" in printed
 
     setup = tuning_from_suite(
         load_suite(str(suite)), "jest", work, storage=default_storage_url(work), show_progress=False
@@ -196,18 +209,18 @@ def test_two_workers_on_sqlite_a_rerun_continues_the_study_and_tuned_rows_reach_
         assert (report / "figures" / f"{figure}.png").stat().st_size > 0
     assert len(pd.read_csv(report / "trials.csv")) == 5
 
-    capsys.readouterr()
+    capfd.readouterr()
     assert tune(suite, "--strategy", "jest", "--work", work, "--rerun-best", "--seeds", "2") == 0
     board = pd.read_csv(work / "leaderboards" / setup.tuning.study / "leaderboard.csv")
     tuned = board[board["tuned"] == setup.tuning.study]
-    assert len(tuned) == 1 and len(board) == 3  # beside the suite's uniform and hand-set jest
+    assert len(tuned) == 1 and len(board) == 2  # beside the suite's own run
     row = tuned.iloc[0]
     assert row["seeds"] == "1 2"  # fresh seeds, never the study's seed 0
     assert row["f_nominal"] == pytest.approx(best.user_attrs["point"]["filter_ratio"])
     assert row["baseline"]  # the suite's uniform at f = 0 is its baseline
     page = (work / "leaderboards" / setup.tuning.study / "leaderboard.md").read_text()
     assert f"jest [tuned: {setup.tuning.study}]" in page
-    assert f"jest [tuned: {setup.tuning.study}]" in capsys.readouterr().out
+    assert f"jest [tuned: {setup.tuning.study}]" in capfd.readouterr().out
 
     results = tmp_path / "results"
     assert (
@@ -224,13 +237,13 @@ def test_two_worker_processes_on_postgresql_lose_and_repeat_no_trial(learning: L
     name = f"test-{uuid.uuid4().hex[:12]}"
     setup = tuning_from_suite(suite, "jest", work, storage=POSTGRES_URL, study=name, show_progress=False)
     try:
-        outcome = run_study(setup.tuning, trials=6, workers=2, threads=1)
+        outcome = run_study(setup.tuning, trials=4, workers=2, threads=1)
         ran = [set(numbers) for numbers in outcome.by_worker]
         assert len(ran) == 2 and all(ran)  # two processes, both ran trials
         assert not ran[0] & ran[1]  # no trial ran twice
         trials = trials_of(setup.tuning)
-        assert [t.number for t in trials] == list(range(6))  # none lost, none repeated
-        assert ran[0] | ran[1] == set(range(6))
+        assert [t.number for t in trials] == list(range(4))  # none lost, none repeated
+        assert ran[0] | ran[1] == set(range(4))
         assert all(t.state == TrialState.COMPLETE for t in trials)
         for trial in trials:
             assert RunFile.load(RunFile.path_for(work, trial.user_attrs["run_id"])).status == "complete"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.runner import prepare_inputs
 from harness.suites import Entry, Suite
@@ -89,5 +88,5 @@ def tuning_from_suite(
         heartbeat=heartbeat,
         checkpoint_seconds=checkpoint_seconds,
     )
-    trials: Any = suite.tune.get("trials", DEFAULT_TRIALS)
-    return SuiteTuning(tuning, int(trials), [c.run_id for c in suite.run_configs(dataset, reference)])
+    trials = int(suite.tune.get("trials", DEFAULT_TRIALS))
+    return SuiteTuning(tuning, trials, [c.run_id for c in suite.run_configs(dataset, reference)])

@@ -240,12 +240,16 @@ def build_space(
         run[LEARNING_RATE] = _dimension(
             overrides, LEARNING_RATE, float, None, f"{source}: [tune] {LEARNING_RATE}"
         )
+    # The defaults first, cut down to what serves this b, so that a range the table gives in part
+    # (n_chunks = { low = 4 }) takes its other end from what can run.
+    defaults = {name: _default_dimension(param) for name, param in declared.items()}
+    defaults = _check(SearchSpace(strategy, run, defaults), batch_size, source, strict=False).params
     given = tables.get(strategy, {})
     params: dict[str, Dimension] = {}
     for name, param in declared.items():
         where = f"{source}: [tune.params.{strategy}] {name}"
-        params[name] = _dimension(given, name, param.type, _default_dimension(param), where)
-    return _check(SearchSpace(strategy, run, params), batch_size, set(declared) - set(given), source)
+        params[name] = _dimension(given, name, param.type, defaults[name], where)
+    return _check(SearchSpace(strategy, run, params), batch_size, source)
 
 
 def _check_param_names(strategy: str, table: Any, source: str) -> None:
@@ -353,12 +357,12 @@ def _convert(value: Any, kind: type[Any], where: str) -> Any:
     return value
 
 
-def _check(space: SearchSpace, batch_size: int, defaults: set[str], source: str) -> SearchSpace:
+def _check(space: SearchSpace, batch_size: int, source: str, *, strict: bool = True) -> SearchSpace:
     """Refuse any value of the space that a run could not use: every filter ratio must make a batch
     shape, every learning rate an optimiser, and every parameter value a strategy that serves ``b``
-    at the super-batch sizes of the filter ratio's ends. A parameter left to its default search
-    (``defaults``) is narrowed to the values that work instead: JEST's declared chunk counts go up to
-    65536, and only the divisors of ``b`` are the space."""
+    at the super-batch sizes of the filter ratio's ends. Not ``strict`` (the default search), a
+    parameter is narrowed to the values that work instead: JEST's declared chunk counts go up to
+    65536, and only the divisors of ``b`` are its space."""
     super_batches: set[int] = set()
     for value in space.run[FILTER_RATIO].values_to_check():
         try:
@@ -404,12 +408,12 @@ def _check(space: SearchSpace, batch_size: int, defaults: set[str], source: str)
         verdicts = [(value, problem({**others, name: value})) for value in dim.values_to_check()]
         accepted = [value for value, error in verdicts if error is None]
         refused = next(((value, error) for value, error in verdicts if error is not None), None)
-        if refused and (name not in defaults or not accepted):
+        if refused and strict:
             value, error = refused
             raise SpaceError(
                 f"{source}: [tune.params.{space.strategy}] {name} = {value!r} cannot run at b={batch_size}: {error}"
             )
-        params[name] = _narrowed(dim, accepted) if refused else dim
+        params[name] = _narrowed(dim, accepted) if refused and accepted else dim
     return dataclasses.replace(space, params={name: params[name] for name in space.params})
 
 
