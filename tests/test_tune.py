@@ -324,9 +324,12 @@ def test_a_journal_study_without_a_suite_and_its_running_trials_failed_on_reques
     storage = f"journal:{tmp_path / 'study.log'}"
     run = ["--data", learning.dataset.root, "--reference", learning.reference["hash"], "--preset", "tiny"]
     run += ["-b", "32", "--budget-steps", "60", "--eval-every", "0.5", "--storage", storage, "--work", work]
+    run += ["-f", "0.5"]  # held there; uniform's two_resolution is searched
     assert tune("--strategy", "uniform", *run, "--trials", "1") == 0
     report = json.loads(next((work / "studies").glob("*/study.json")).read_text())
     assert report["trials"] == {"complete": 1} and report["run"]["eval_splits"] == ["val"]
+    assert report["space"] == {"filter_ratio": "fixed at 0.5", "two_resolution": "one of False, True"}
+    assert report["best"]["point"]["filter_ratio"] == 0.5
 
     with storage_session(storage) as opened:
         study = optuna.load_study(study_name=report["study"], storage=opened)

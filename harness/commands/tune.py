@@ -73,8 +73,9 @@ def register(subparsers: Any) -> None:
     )
     study.add_argument("--seeds", type=int, default=3, help="fresh seeds for --rerun-best (default 3)")
     add_run_arguments(parser)
-    # Without --seed, trials train at the suite's first seed (or 0 without a suite).
-    parser.set_defaults(seed=None)
+    # Without --seed, trials train at the suite's first seed (or 0 without a suite); without
+    # --filter-ratio, the filter ratio is searched (with it, held there while the rest is searched).
+    parser.set_defaults(seed=None, filter_ratio=None)
     parser.add_argument(
         "--checkpoint-seconds",
         type=float,
@@ -92,13 +93,16 @@ def _run_options_given(args: argparse.Namespace) -> list[str]:
     defaults = vars(probe.parse_args([]))
     allowed = ("work", "threads", "seed")  # where files go and how fast: not part of the suite's run
     return sorted(
-        f"--{k.replace('_', '-')}" for k, v in defaults.items() if k not in allowed and getattr(args, k) != v
+        f"--{k.replace('_', '-')}"
+        for k, v in defaults.items()
+        if k not in allowed and getattr(args, k) not in (v, None)
     )
 
 
 def _tuning_from_options(args: argparse.Namespace, storage: str, heartbeat: int) -> Any:
     """The study of ``--strategy`` on the run that the ``jestbench train`` options describe, in the
-    default space (a suite's [tune] table is where the space is changed)."""
+    default space but for ``--filter-ratio``, which fixes the filter ratio when given (a suite's
+    [tune] table is where the rest of the space is changed)."""
     import dataclasses
     from pathlib import Path
 
@@ -107,8 +111,11 @@ def _tuning_from_options(args: argparse.Namespace, storage: str, heartbeat: int)
     from harness.reference import find_reference
     from harness.tune import TUNING_SPLIT, Tuning, build_space, default_study_name, parse_pruner
 
-    space = build_space(args.strategy, args.batch_size, source="the default search space")
-    options = argparse.Namespace(**{**vars(args), "seed": args.seed or 0})
+    fixed = {} if args.filter_ratio is None else {"filter_ratio": args.filter_ratio}
+    space = build_space(args.strategy, args.batch_size, fixed, source="--filter-ratio")
+    options = argparse.Namespace(
+        **{**vars(args), "seed": args.seed or 0, "filter_ratio": args.filter_ratio or 0.0}
+    )
     base = run_config_from_args(options, args.strategy, {})
     reference = base.reference
     if reference is None and space.needs_reference():
