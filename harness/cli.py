@@ -16,7 +16,7 @@ from harness import __version__
 from harness.errors import UserError
 from strategies import StrategyError
 
-COMMANDS = ("run", "strategies", "data", "flops", "train", "reference", "leaderboard", "publish")
+COMMANDS = ("run", "strategies", "data", "flops", "train", "reference", "leaderboard", "publish", "tune")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -77,7 +77,8 @@ class Results:
         rows: one row per evaluation point and split of every complete run, with the run's config
             (``config.*`` columns) and provenance; columns in docs/RESULTS.md.
         runs: one row per run read: ``run_id``, ``status`` (complete, failed, running), ``error``,
-            ``strategy``, ``params``, ``seed``, ``rows`` (how many) and ``path``.
+            ``strategy``, ``params``, ``seed``, ``rows`` (how many), ``path`` and ``eval_splits``
+            (the splits it evaluates on, a tuple).
     """
 
     rows: pd.DataFrame
@@ -92,6 +93,13 @@ class Results:
     def incomplete(self) -> pd.DataFrame:
         """Runs still running, or killed before they finished: their rows are left out."""
         return self.runs[self.runs["status"] == "running"]
+
+    def evaluated_on(self, split: str) -> Results:
+        """The runs that evaluate on ``split``, and their rows. A tuning trial evaluates on ``val``
+        only: a leaderboard of the ``eval`` split neither ranks it nor lists it as left out."""
+        runs = self.runs[self.runs["eval_splits"].map(lambda splits: split in splits)]
+        rows = self.rows if self.rows.empty else self.rows[self.rows["run_id"].isin(runs["run_id"])]
+        return Results(rows=rows, runs=runs)
 
 
 def canonical_params(params: Mapping[str, Any]) -> str:
@@ -190,9 +198,10 @@ def read_runs(work_dir: Path, run_ids: Sequence[str] | None = None) -> Results:
                 "seed": run.config.get("seed"),
                 "rows": len(run.rows),
                 "path": str(path),
+                "eval_splits": tuple(run.config.get("eval_splits", ("val", "eval"))),
             }
         )
-    run_columns = ["run_id", "status", "error", "strategy", "params", "seed", "rows", "path"]
+    run_columns = ["run_id", "status", "error", "strategy", "params", "seed", "rows", "path", "eval_splits"]
     table = pd.DataFrame(rows)
     if not table.empty:  # a metric that no dataset had (None everywhere) is still a float column
         table[list(METRICS)] = table[list(METRICS)].astype(float)

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from harness.data import open_data
+from harness.data import Dataset, open_data
 from harness.errors import UserError
 from harness.leaderboard import LeaderboardFiles, leaderboard_dir, render_leaderboard
 from harness.records import RunFile
@@ -44,9 +44,21 @@ class SuiteResult:
 
 def prepare(suite: Suite, work_dir: Path, *, show_progress: bool = True) -> list[RunConfig]:
     """Build the suite's data and train its reference if missing; return its runs' configs."""
+    dataset, reference = prepare_inputs(
+        suite, work_dir, with_reference=suite.needs_reference(), show_progress=show_progress
+    )
+    return suite.run_configs(dataset, reference)
+
+
+def prepare_inputs(
+    suite: Suite, work_dir: Path, *, with_reference: bool, show_progress: bool = True
+) -> tuple[Dataset, str | None]:
+    """The suite's dataset, built if missing, and (``with_reference``) the hash of its reference,
+    trained if missing. ``jestbench tune`` asks for the reference when its search space can need it,
+    even if no configuration of the suite does."""
     dataset = open_data(work_dir, **suite.data)
     reference = None
-    if suite.needs_reference():
+    if with_reference:
         spec = suite.reference
         config = reference_config(
             dataset,
@@ -57,7 +69,7 @@ def prepare(suite: Suite, work_dir: Path, *, show_progress: bool = True) -> list
             optim=suite.optim_config(),
         )
         reference = train_reference(config, work_dir, show_progress=show_progress)["hash"]
-    return suite.run_configs(dataset, reference)
+    return dataset, reference
 
 
 def run_one(

@@ -94,6 +94,8 @@ class RunConfig:
 
     ``budget`` is as the user gave it (``"400 steps"`` of uniform at ``b``, or FLOPs); ``reference`` is
     the hash of the reference whose cached embeddings score the pool (``jestbench reference train``).
+    ``tuned`` names the study whose best parameters this run re-runs at a fresh seed (``jestbench tune
+    --rerun-best``): leaderboards show such rows as tuned, apart from the same parameters chosen by hand.
     """
 
     dataset: str
@@ -112,11 +114,14 @@ class RunConfig:
     eval_every: float = 0.25
     eval_splits: tuple[str, ...] = ("val", "eval")
     optim: OptimConfig = field(default_factory=OptimConfig)
+    tuned: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["params"] = dict(sorted(self.params.items()))
         data["eval_splits"] = list(self.eval_splits)
+        if self.tuned is None:  # left out, so that every run id from before the field existed holds
+            del data["tuned"]
         return data
 
     @classmethod

@@ -43,6 +43,16 @@ def set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
+def checked_name(name: str, what: str) -> str:
+    """``name`` if it is safe as one directory name under the work directory (letters, digits, '.',
+    '_' and '-'), else a :class:`~harness.errors.UserError` naming ``what`` it was meant to be."""
+    if not name or name in (".", "..") or any(not (c.isalnum() or c in "._-") for c in name):
+        from harness.errors import UserError
+
+        raise UserError(f"{what} {name!r}: use letters, digits, '.', '_' and '-' only")
+    return name
+
+
 def work_dir(args: argparse.Namespace) -> Path:
     """The work directory the arguments (or the environment) name, created if missing."""
     chosen = getattr(args, "work", None) or os.environ.get(ENV) or "work"

@@ -16,6 +16,9 @@ WORK/leaderboards (a suite's name: `jestbench run full` renders WORK/leaderboard
 
 A leaderboard that left out failed or unfinished runs is refused: finish them (`jestbench run`
 resumes a suite) and render again, or pass --allow-incomplete to publish it anyway.
+
+--study NAME publishes a tuning study's report (WORK/studies/NAME, written by `jestbench tune`) to
+RESULTS/tuning/NAME instead, replacing only that study's directory.
 """
 
 
@@ -29,9 +32,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "source",
         nargs="?",
-        default="full",
         metavar="SOURCE",
         help="leaderboard directory or name (default: full)",
+    )
+    parser.add_argument(
+        "--study", metavar="NAME", help="publish the report of tuning study NAME instead of a leaderboard"
     )
     parser.add_argument(
         "--results",
@@ -52,10 +57,25 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.publish import find_leaderboard, publish
 
-    source = find_leaderboard(args.source, work_dir(args))
+    if args.study is not None:
+        return _publish_study(args)
+    source = find_leaderboard(args.source or "full", work_dir(args))
     published = publish(source, args.results, allow_incomplete=args.allow_incomplete)
     verb = "replaced" if published.replaced else "created"
     print(f"{verb} {published.destination} from {published.source}")
     for run in published.left_out:
         print(f"published although it left out run {run}")
+    return 0
+
+
+def _publish_study(args: argparse.Namespace) -> int:
+    from harness.errors import UserError
+    from harness.tune import publish_study, study_dir
+
+    if args.source is not None or args.allow_incomplete:
+        raise UserError(
+            "--study publishes a study report; give no leaderboard SOURCE or --allow-incomplete with it"
+        )
+    destination = publish_study(study_dir(work_dir(args), args.study), args.results)
+    print(f"published study {args.study} to {destination}")
     return 0

@@ -14,6 +14,7 @@ import pandas as pd
 
 from harness.data import NOISE_KINDS
 from harness.leaderboard.stats import NOT_REACHED
+from harness.leaderboard.table import strategy_label
 
 Sort = float | str | None  # what a column sorts by; None (no value) sorts last
 
@@ -113,7 +114,12 @@ IDENTITY = (
         "Rank by final mean score on the eval split, best first.",
         lambda r: Cell(str(r["rank"]), float(r["rank"])),
     ),
-    Column("strategy", "The selection strategy (`jestbench strategies show NAME`).", _text("strategy")),
+    Column(
+        "strategy",
+        "The selection strategy (`jestbench strategies show NAME`); [tuned: STUDY] marks the best point of "
+        "an Optuna study re-run at seeds the study never used, so its score is not the winning trial's luck.",
+        lambda r: Cell(strategy_label(r), strategy_label(r)),
+    ),
     Column(
         "parameters",
         "The strategy's own parameters, defaults included (uniform's two_resolution=true trains half of "

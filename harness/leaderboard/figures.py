@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from harness.data import NOISE_KINDS
-from harness.leaderboard.table import Leaderboard
+from harness.leaderboard.table import Leaderboard, strategy_label
 
 # One colour per noise kind, from clean (green) to unlearnable (grey): the reading order of a bar.
 _NOISE_COLOURS = dict(zip(NOISE_KINDS, ("#2e7d32", "#9ccc65", "#ef6c00", "#fbc02d", "#9e9e9e"), strict=True))
@@ -36,7 +36,7 @@ class FigureFile:
 def label(row: Mapping[str, Any]) -> str:
     """A configuration's name in legends: strategy, parameters and filter ratio."""
     params = f" ({row['params']})" if row["params"] else ""
-    return f"{row['strategy']}{params}, f={row['f']:.2g}"
+    return f"{strategy_label(row)}{params}, f={row['f']:.2g}"
 
 
 def _colours(n: int) -> list[tuple[float, ...]]:

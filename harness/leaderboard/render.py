@@ -20,13 +20,13 @@ from pathlib import Path
 import pandas as pd
 
 from harness import __version__
-from harness.errors import UserError
 from harness.leaderboard.columns import COMPUTE, SCORES, SELECTION, Column, flops, identity
 from harness.leaderboard.figures import FigureFile, draw_figures
 from harness.leaderboard.stats import BOOTSTRAP_SAMPLES
-from harness.leaderboard.table import Leaderboard, build_leaderboard
+from harness.leaderboard.table import Leaderboard, build_leaderboard, strategy_label
 from harness.results import Results
 from harness.staging import staged_directory
+from harness.workdir import checked_name
 
 MANIFEST = "leaderboard.json"
 MANIFEST_KIND = "jestbench leaderboard"
@@ -430,7 +430,7 @@ def ranking(board: Leaderboard) -> list[str]:
     for _, row in board.table.iterrows():
         params = f" ({row['params']})" if row["params"] else ""
         lines.append(
-            f"{row['rank']:>3}. {row['score']:.3f}  n={row['n_seeds']}  {row['strategy']}{params}, f={row['f']:.3g}"
+            f"{row['rank']:>3}. {row['score']:.3f}  n={row['n_seeds']}  {strategy_label(row)}{params}, f={row['f']:.3g}"
         )
     for _, run in _left_out(board.results).iterrows():
         error = f": {run['error']}" if run["error"] else ""
@@ -442,6 +442,4 @@ def ranking(board: Leaderboard) -> list[str]:
 
 def leaderboard_dir(work_dir: Path, name: str) -> Path:
     """Where the leaderboard called ``name`` goes by default: ``<work>/leaderboards/<name>``."""
-    if not name or name in (".", "..") or any(not (c.isalnum() or c in "._-") for c in name):
-        raise UserError(f"leaderboard name {name!r}: use letters, digits, '.', '_' and '-' only")
-    return work_dir / "leaderboards" / name
+    return work_dir / "leaderboards" / checked_name(name, "leaderboard name")

@@ -8,6 +8,7 @@ training) with every other setting equal: same dataset, preset, b, budget and op
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ COST_COLUMNS = (
 # (dataset, preset, b, budget, optimiser, evaluation cadence) must match.
 _STRATEGY_FIELDS = (
     "config.strategy",
+    "config.tuned",
     "config.params",
     "config.filter_ratio",
     "config.reference",
@@ -52,6 +54,7 @@ _STRATEGY_FIELDS = (
 # its "other settings" column so that two rows never look the same.
 _SHOWN_FIELDS = (
     "config.strategy",
+    "config.tuned",
     "config.params",
     "config.filter_ratio",
     "config.reference",
@@ -76,7 +79,8 @@ class Leaderboard:
         table: one row per configuration, best final mean score first (leaderboard.csv; columns in
             docs/RESULTS.md).
         curves: per configuration (its ``config_key``) and axis (``AXES``), the seeds' score curves.
-        results: the results it was built from (rows of complete runs, failed and unfinished runs).
+        results: the results it was built from (rows of complete runs, failed and unfinished runs),
+            less the runs that do not evaluate on ``split``.
         split: the split whose rows it ranks (``eval``: never tuned on).
     """
 
@@ -94,6 +98,13 @@ def is_baseline(strategy: str, params: str, filter_ratio: float) -> bool:
         and not json.loads(params).get("two_resolution", False)
         and filter_ratio == 0.0
     )
+
+
+def strategy_label(row: Mapping[str, Any] | pd.Series) -> str:
+    """The strategy as a leaderboard shows it: ``jest``, or ``jest [tuned: STUDY]`` for a study's best
+    point re-run at fresh seeds (``jestbench tune --rerun-best``)."""
+    tuned = row.get("tuned")
+    return f"{row['strategy']} [tuned: {tuned}]" if tuned else str(row["strategy"])
 
 
 def describe_params(params: str) -> str:
@@ -147,8 +158,10 @@ def _selection(finals: pd.DataFrame) -> dict[str, float]:
 def _configuration(finals: pd.DataFrame, other: list[str]) -> dict[str, Any]:
     first = finals.iloc[0]
     score = Interval.of(finals["mean"].tolist())
+    tuned = first.get("config.tuned")
     return {
         "strategy": first["strategy"],
+        "tuned": tuned if isinstance(tuned, str) else "",
         "params": describe_params(first["params"]),
         "f_nominal": first["config.filter_ratio"],
         "f": first["f"],
@@ -192,12 +205,14 @@ def _speedups(curves: dict[str, Curve], baseline: pd.DataFrame | None, *, itself
 
 
 def build_leaderboard(results: Results, *, split: str = EVAL_SPLIT) -> Leaderboard:
-    """Rank the configurations of ``results`` by their final mean score on ``split``.
+    """Rank the configurations of ``results`` by their final mean score on ``split``. Runs that do not
+    evaluate on ``split`` (tuning trials: ``val`` only) are no part of it, not even as left out.
 
     Raises:
         LeaderboardError: no complete run has rows on ``split``, or two runs are the same
             configuration at the same seed.
     """
+    results = results.evaluated_on(split)
     rows = results.rows
     if not rows.empty:
         rows = rows[rows["split"] == split]

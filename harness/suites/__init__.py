@@ -5,8 +5,8 @@ table (preset, b, budget, filter ratio, seeds, evaluation cadence, ``[run.optim]
 ``[reference]`` table (how the suite's one reference is trained) and ``[[strategies]]`` entries (a
 strategy name, its ``params``, and any ``[run]`` key it overrides, such as ``filter_ratio``). Lists
 expand to a grid: ``filter_ratio = [0.5, 0.8, 0.9]`` or ``params = { n_chunks = [4, 16] }`` make one
-configuration per value, and every configuration runs once per seed. A ``[tune]`` table holds
-search-space overrides for ``jestbench tune``.
+configuration per value, and every configuration runs once per seed. A ``[tune]`` table holds what
+``jestbench tune`` needs beyond the run: trial count, pruner and search-space overrides (docs/TUNING.md).
 
 Built-in suites live beside this file: ``quick`` (the README's main command) and ``full`` (the
 committed leaderboard). ``jestbench run PATH.toml`` runs a suite of your own.
@@ -33,6 +33,9 @@ GRID_KEYS = ("preset", "batch_size", "budget", "filter_ratio", "eval_every", "re
 DATA_KEYS = ("data", "curated", "raw", "val", "eval", "image_size", "channels", "on_bad_sample")
 REFERENCE_KEYS = ("preset", "batch_size", "budget", "seed", "optim")
 TOP_KEYS = ("name", "description", "note", "data", "run", "reference", "strategies", "tune")
+# The [tune] table (docs/TUNING.md); its search-space specs are checked by harness.tune, which knows
+# the strategy being tuned.
+TUNE_KEYS = ("trials", "pruner", "filter_ratio", "learning_rate", "params")
 
 
 class SuiteError(UserError):
@@ -167,6 +170,11 @@ def parse_suite(data: Mapping[str, Any], source: str) -> Suite:
     strategies = [dict(s) for s in data.get("strategies", [])]
     if not strategies:
         raise SuiteError(f"{source}: no [[strategies]] entries")
+    tune = dict(data.get("tune", {}))
+    _known(tune, TUNE_KEYS, source, "[tune]")
+    trials = tune.get("trials", 0)
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 0:
+        raise SuiteError(f"{source}: [tune] trials = {trials!r} must be a whole number >= 0")
     for spec in strategies:
         if "name" not in spec:
             raise SuiteError(f"{source}: a [[strategies]] entry has no name")
@@ -181,7 +189,7 @@ def parse_suite(data: Mapping[str, Any], source: str) -> Suite:
         optim=optim,
         reference=reference,
         strategies=strategies,
-        tune=dict(data.get("tune", {})),
+        tune=tune,
     )
     try:
         suite.entries()

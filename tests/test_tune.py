@@ -1,0 +1,342 @@
+"""jestbench tune: spaces refused before any trial, storages named without passwords, studies on SQLite,
+PostgreSQL and a journal file shared by worker processes without losing or repeating a trial, pruning
+where it must happen, a killed worker's trial failed by heartbeat and resumed, and tuned rows on the
+leaderboard. Studies are small: a few trials of the tiny preset at a 60-step budget."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import LEARN_REFERENCE, Learning
+from optuna.trial import TrialState
+
+from harness.cli import main
+from harness.records import RunFile
+from harness.suites import load_suite
+from harness.tune import (
+    Tuning,
+    build_space,
+    default_storage_url,
+    run_study,
+    storage_session,
+    study_dir,
+    study_session,
+    tuning_from_suite,
+)
+from harness.tune.storage import allow_experimental
+
+# CI's .ci/postgres makes this role and database; set the variable to use another server.
+POSTGRES_URL = os.environ.get(
+    "JESTBENCH_TEST_POSTGRES_URL", "postgresql+psycopg://jestbench:jestbench@127.0.0.1:5432/jestbench_test"
+)
+SPACE = """
+[tune]
+trials = 4
+pruner = "none"
+filter_ratio = { low = 0.5, high = 0.9 }
+
+[tune.params.jest]
+score = "easy"
+n_chunks = 4
+gain = { low = 10.0, high = 1000.0 }
+"""
+
+
+def write_suite(
+    learning: Learning,
+    directory: Path,
+    tune: str = SPACE,
+    budget: str = "60 steps",
+    strategies: tuple[str, ...] = ("uniform", "jest"),
+) -> Path:
+    """A suite on the learning dataset whose reference is the fixture's (same settings, same hash);
+    uniform runs at f = 0, the others at the suite's f = 0.8."""
+    entries = "".join(
+        f'[[strategies]]\nname = "{name}"\n' + ("filter_ratio = 0.0\n" if name == "uniform" else "")
+        for name in strategies
+    )
+    reference = {k: v for k, v in LEARN_REFERENCE.items() if k != "seed"}
+    text = f"""
+name = "tiny"
+[data]
+data = "{learning.dataset.root}"
+[run]
+preset = "tiny"
+batch_size = 32
+budget = "{budget}"
+filter_ratio = 0.8
+seeds = [0]
+eval_every = 0.5
+[reference]
+preset = "{reference["preset"]}"
+budget = "{reference["budget"]}"
+batch_size = {reference["batch_size"]}
+{entries}
+{tune}
+"""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "suite.toml"
+    path.write_text(text)
+    return path
+
+
+def tune(*args: str | Path) -> int:
+    return main(["tune", *(str(a) for a in args), "--quiet", "--threads", "1"])
+
+
+def trials_of(tuning: Tuning) -> list[optuna.trial.FrozenTrial]:
+    with study_session(tuning) as study:
+        return sorted(study.get_trials(), key=lambda t: t.number)
+
+
+def study_names(storage: str) -> list[str]:
+    with storage_session(storage) as opened:
+        return optuna.get_all_study_names(storage=opened)
+
+
+# -- the space and the storage, refused before anything runs -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("table", "named"),
+    [
+        ("[tune]\nfilter_ratio = { low = 0.5, high = 1.0 }", "filter_ratio = 1.0"),
+        ("[tune.params.jest]\nn_chunks = [4, 3]", "n_chunks = 3 cannot run at b=32"),
+        ("[tune.params.jest]\nn_chunks = { low = 4, high = 64 }", "n_chunks = 64 cannot run at b=32"),
+        ("[tune.params.jest]\nchunks = 4", "'chunks' in [tune.params.jest] is not a parameter of jest"),
+        ("[tune]\nlearning_rate = { low = 0.0, high = 0.01, log = true }", "log-scale range needs low > 0"),
+        ("[tune]\npruner = { name = 'median', warmup = 2 }", "no setting 'warmup'"),
+    ],
+)
+def test_an_invalid_space_is_refused_before_any_trial_naming_what_is_wrong(
+    learning: Learning, tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str, named: str
+):
+    suite = write_suite(learning, tmp_path, table)
+    work = learning.private_work_dir(tmp_path)
+    assert tune(suite, "--strategy", "jest", "--work", work, "--trials", "2") == 2
+    assert named in capsys.readouterr().err
+    assert not (work / "runs").exists()  # no trial ran
+    assert study_names(default_storage_url(work)) == []  # no study was made
+
+
+def test_the_default_space_holds_the_declared_ranges_and_only_chunk_counts_that_divide_b():
+    space = build_space("jest", 24)
+    assert space.describe() == {
+        "filter_ratio": "uniform in [0, 0.95]",
+        "score": "one of 'hard', 'easy', 'learnability'",
+        "gain": "log-uniform in [1, 10000]",  # declared [0, 1e6] around a default of 100
+        "n_chunks": "powers of two in [1, 8] (searched as log2 in [0, 3])",  # the divisors of 24
+    }
+    assert build_space("uniform", 24).describe()["two_resolution"] == "one of False, True"
+    # A range given in part takes its other end from the default, as cut down to this b.
+    partial = build_space("jest", 24, {"params": {"jest": {"n_chunks": {"low": 2}}}})
+    assert partial.describe()["n_chunks"] == "powers of two in [2, 8] (searched as log2 in [1, 3])"
+
+
+def test_an_unreachable_storage_is_a_clear_error_naming_the_url_without_its_password(
+    learning: Learning, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    suite = write_suite(learning, tmp_path)
+    work = learning.private_work_dir(tmp_path)
+    url = "postgresql+psycopg://tuner:hunter2@127.0.0.1:9/nowhere"
+    assert tune(suite, "--strategy", "jest", "--work", work, "--storage", url) == 2
+    err = capsys.readouterr().err
+    assert "postgresql+psycopg://tuner:***@127.0.0.1:9/nowhere" in err
+    assert "hunter2" not in err
+    assert not (work / "runs").exists()
+
+
+def test_run_options_beside_a_suite_are_refused(
+    learning: Learning, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    suite = write_suite(learning, tmp_path)
+    assert tune(suite, "--strategy", "jest", "--work", tmp_path / "work", "-b", "64") == 2
+    assert "--batch-size" in capsys.readouterr().err
+
+
+# -- studies -------------------------------------------------------------------------------------
+
+
+def test_two_workers_on_sqlite_a_rerun_continues_the_study_and_tuned_rows_reach_the_leaderboard(
+    learning: Learning, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+):
+    # jest is not in the suite: its run is the suite's [run] table. Uniform at f = 0 is its baseline.
+    suite = write_suite(learning, tmp_path, strategies=("uniform",))
+    work = learning.private_work_dir(tmp_path)
+    assert main(["run", str(suite), "--work", str(work), "--quiet"]) == 0
+    assert tune(suite, "--strategy", "jest", "--work", work, "--workers", "2") == 0
+    printed = capfd.readouterr().out  # the worker processes print to the same terminal
+    assert "[worker 0] trial" in printed and "[worker 1] trial" in printed
+
+    setup = tuning_from_suite(
+        load_suite(str(suite)), "jest", work, storage=default_storage_url(work), show_progress=False
+    )
+    trials = trials_of(setup.tuning)
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    points = [json.dumps(t.user_attrs["point"], sort_keys=True) for t in trials]
+    assert len(set(points)) == 4  # workers seeded apart: a shared seed draws the same start-up points
+    for trial in trials:
+        run = RunFile.load(RunFile.path_for(work, trial.user_attrs["run_id"]))
+        assert run.status == "complete"
+        assert {row["split"] for row in run.rows} == {"val"}  # the eval split is never seen
+        assert trial.value == run.rows[-1]["mean"]
+        assert set(trial.intermediate_values) == {row["evaluation"] for row in run.rows}
+
+    assert tune(suite, "--strategy", "jest", "--work", work) == 0  # the same command: nothing left
+    assert len(trials_of(setup.tuning)) == 4
+    assert tune(suite, "--strategy", "jest", "--work", work, "--trials", "5") == 0  # continues it
+    assert [t.number for t in trials_of(setup.tuning)] == [0, 1, 2, 3, 4]
+
+    report = study_dir(work, setup.tuning.study)
+    manifest = json.loads((report / "study.json").read_text())
+    best = max(trials_of(setup.tuning), key=lambda t: t.value)
+    assert manifest["best"]["number"] == best.number
+    assert manifest["trials"] == {"complete": 5}
+    assert set(manifest["importances"]) == {"filter_ratio", "gain"}  # the searched dimensions
+    for figure in ("history", "parallel_coordinate", "importances"):
+        assert (report / "figures" / f"{figure}.png").stat().st_size > 0
+    assert len(pd.read_csv(report / "trials.csv")) == 5
+
+    capfd.readouterr()
+    assert tune(suite, "--strategy", "jest", "--work", work, "--rerun-best", "--seeds", "2") == 0
+    board = pd.read_csv(work / "leaderboards" / setup.tuning.study / "leaderboard.csv")
+    tuned = board[board["tuned"] == setup.tuning.study]
+    assert len(tuned) == 1 and len(board) == 2  # beside the suite's own run
+    row = tuned.iloc[0]
+    assert row["seeds"] == "1 2"  # fresh seeds, never the study's seed 0
+    assert row["f_nominal"] == pytest.approx(best.user_attrs["point"]["filter_ratio"])
+    assert row["baseline"]  # the suite's uniform at f = 0 is its baseline
+    page = (work / "leaderboards" / setup.tuning.study / "leaderboard.md").read_text()
+    assert f"jest [tuned: {setup.tuning.study}]" in page
+    assert f"jest [tuned: {setup.tuning.study}]" in capfd.readouterr().out
+
+    results = tmp_path / "results"
+    assert (
+        main(["publish", "--study", setup.tuning.study, "--work", str(work), "--results", str(results)]) == 0
+    )
+    published = results / "tuning" / setup.tuning.study / "study.json"
+    assert published.read_text() == (report / "study.json").read_text()
+    assert sorted(p.name for p in results.iterdir()) == ["tuning"]  # the leaderboard is not touched
+
+
+def test_two_worker_processes_on_postgresql_lose_and_repeat_no_trial(learning: Learning, tmp_path: Path):
+    suite = load_suite(str(write_suite(learning, tmp_path)))
+    work = learning.private_work_dir(tmp_path)
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    setup = tuning_from_suite(suite, "jest", work, storage=POSTGRES_URL, study=name, show_progress=False)
+    try:
+        outcome = run_study(setup.tuning, trials=4, workers=2, threads=1)
+        ran = [set(numbers) for numbers in outcome.by_worker]
+        assert len(ran) == 2 and all(ran)  # two processes, both ran trials
+        assert not ran[0] & ran[1]  # no trial ran twice
+        trials = trials_of(setup.tuning)
+        assert [t.number for t in trials] == list(range(4))  # none lost, none repeated
+        assert ran[0] | ran[1] == set(range(4))
+        assert all(t.state == TrialState.COMPLETE for t in trials)
+        for trial in trials:
+            assert RunFile.load(RunFile.path_for(work, trial.user_attrs["run_id"])).status == "complete"
+    finally:
+        with storage_session(POSTGRES_URL) as storage:
+            optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_a_median_pruner_prunes_every_trial_worse_than_a_perfect_one_at_the_same_evaluation(
+    learning: Learning, tmp_path: Path
+):
+    table = SPACE.replace('pruner = "none"', 'pruner = { name = "median", n_startup_trials = 1 }')
+    suite = load_suite(str(write_suite(learning, tmp_path, table)))
+    work = learning.private_work_dir(tmp_path)
+    tuning = tuning_from_suite(suite, "jest", work, storage=default_storage_url(work)).tuning
+    with study_session(tuning) as study:
+        with pytest.warns(UserWarning, match="Heartbeat"):  # a trial told by hand has no heartbeat
+            perfect = study.ask()  # finished, with a score of 1 (every metric perfect) at each evaluation
+        tuning.space.suggest(perfect)
+        for step in range(3):
+            perfect.report(1.0, step)
+        study.tell(perfect, 1.0)
+
+    run_study(tuning, trials=4, threads=1)
+
+    trials = trials_of(tuning)
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert len(pruned) == 3 and len(trials) == 4
+    for trial in pruned:
+        # Evaluation 0 (the untrained model) is the warm-up; evaluation 1 is compared and pruned.
+        assert set(trial.intermediate_values) == {0, 1}
+        run = RunFile.load(RunFile.path_for(work, trial.user_attrs["run_id"]))
+        assert run.status == "running" and max(row["evaluation"] for row in run.rows) == 1
+        assert (work / "checkpoints" / f"{run.run_id}.pt").exists()  # stopped, resumable
+
+
+def test_a_killed_worker_trial_is_failed_by_its_heartbeat_then_retried_resuming_its_run(
+    learning: Learning, tmp_path: Path
+):
+    suite = write_suite(learning, tmp_path, SPACE, budget="150 steps")
+    work = learning.private_work_dir(tmp_path)
+    command = [sys.executable, "-m", "harness", "tune", str(suite), "--strategy", "jest", "--work", str(work)]
+    command += ["--trials", "1", "--heartbeat", "1", "--checkpoint-seconds", "0", "--quiet", "--threads", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not list((work / "checkpoints").glob("*.pt")):
+        assert process.poll() is None, f"the worker ended before it could be killed: {process.stderr.read()}"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate()
+
+    tuning = tuning_from_suite(load_suite(str(suite)), "jest", work, storage=default_storage_url(work)).tuning
+    (killed,) = trials_of(tuning)
+    assert killed.state == TrialState.RUNNING  # until its heartbeat is missed
+    with study_session(dataclasses.replace(tuning, heartbeat=1)) as study:
+        while study.trials[0].state == TrialState.RUNNING:  # grace: twice the heartbeat without one
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+            with allow_experimental():
+                optuna.storages.fail_stale_trials(study)
+    first, retry = trials_of(tuning)
+    assert first.state == TrialState.FAIL
+    assert retry.state == TrialState.WAITING and retry.params == killed.params  # queued once more
+
+    assert tune(suite, "--strategy", "jest", "--work", work, "--trials", "1") == 0
+    first, retry = trials_of(tuning)
+    assert retry.state == TrialState.COMPLETE
+    assert retry.user_attrs["run_id"] == killed.user_attrs["run_id"]
+    run = RunFile.load(RunFile.path_for(work, killed.user_attrs["run_id"]))
+    assert run.status == "complete" and run.summary["resumed"]  # from the killed worker's checkpoint
+
+
+def test_a_journal_study_without_a_suite_and_its_running_trials_failed_on_request(
+    learning: Learning, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    work = learning.private_work_dir(tmp_path)
+    storage = f"journal:{tmp_path / 'study.log'}"
+    run = ["--data", learning.dataset.root, "--reference", learning.reference["hash"], "--preset", "tiny"]
+    run += ["-b", "32", "--budget-steps", "60", "--eval-every", "0.5", "--storage", storage, "--work", work]
+    run += ["-f", "0.5"]  # held there; uniform's two_resolution is searched
+    assert tune("--strategy", "uniform", *run, "--trials", "1") == 0
+    report = json.loads(next((work / "studies").glob("*/study.json")).read_text())
+    assert report["trials"] == {"complete": 1} and report["run"]["eval_splits"] == ["val"]
+    assert report["space"] == {"filter_ratio": "fixed at 0.5", "two_resolution": "one of False, True"}
+    assert report["best"]["point"]["filter_ratio"] == 0.5
+
+    with storage_session(storage) as opened:
+        study = optuna.load_study(study_name=report["study"], storage=opened)
+        study.ask()  # a trial left running, as by a killed worker: a journal has no heartbeat
+    assert tune("--strategy", "uniform", *run, "--trials", "1", "--fail-running") == 0
+    assert "marked 1 running trial(s) failed: [1]" in capsys.readouterr().out
+    with storage_session(storage) as opened:
+        trials = optuna.load_study(study_name=report["study"], storage=opened).get_trials()
+    # Failed, and no new trial: the study had its 1 finished trial.
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
