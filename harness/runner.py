@@ -126,8 +126,9 @@ def run_suite(
     failed: dict[str, str] = {}
     if jobs == 1:
         for number, config in enumerate(pending, 1):
+            params = ", ".join(f"{k}={v}" for k, v in config.params.items())
             announce(
-                f"[{number}/{len(pending)}] {config.strategy} {config.params or ''} seed {config.seed} ({config.run_id})"
+                f"[{number}/{len(pending)}] {config.strategy} ({params}) seed {config.seed}: run {config.run_id}"
             )
             error = run_one(config, work_dir, show_progress=show_progress)
             if error:

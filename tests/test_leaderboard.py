@@ -45,7 +45,7 @@ def test_ranked_by_final_eval_score_one_row_per_configuration(board: Leaderboard
     table = board.table
     # The val split's scores are reversed: ranking on it would put hard-learner first.
     assert list(zip(table["strategy"], table["params"], strict=True)) == [
-        ("jest", "gain=100.0, n_chunks=4, score=learnability"),
+        ("jest", "gain=100, n_chunks=4, score=learnability"),
         ("easy-reference", ""),
         ("uniform", "two_resolution=true"),
         ("uniform", "two_resolution=false"),

@@ -108,11 +108,17 @@ def strategy_label(row: Mapping[str, Any] | pd.Series) -> str:
 
 
 def describe_params(params: str) -> str:
-    """``{"n_chunks": 16, "score": "learnability"}`` → ``n_chunks=16, score=learnability``."""
-    return ", ".join(
-        f"{name}={value if isinstance(value, str) else json.dumps(value)}"
-        for name, value in json.loads(params).items()
-    )
+    """``{"n_chunks": 16, "gain": 9248.01936, "score": "learnability"}`` →
+    ``n_chunks=16, gain=9248, score=learnability`` (floats to 4 significant digits)."""
+
+    def shown(value: object) -> str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        return json.dumps(value)
+
+    return ", ".join(f"{name}={shown(value)}" for name, value in json.loads(params).items())
 
 
 def _varying(frame: pd.DataFrame, columns: list[str]) -> list[str]:
