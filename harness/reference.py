@@ -22,9 +22,9 @@ from harness.data import Dataset, open_dataset, write_reference_cache
 from harness.data.pool import open_pool
 from harness.errors import UserError
 from harness.flops import model_flops
-from harness.models import DualEncoder, ModelConfig
-from harness.records import atomic_torch_save, write_json_atomic
-from harness.train import OptimConfig, RunConfig, train
+from harness.models import DualEncoder
+from harness.records import write_json_atomic
+from harness.train import OptimConfig, RunConfig, load_trained_model, train
 from strategies import Embeddings
 
 _CHUNK = 1024
@@ -96,7 +96,6 @@ def train_reference(config: RunConfig, work_dir: Path, *, show_progress: bool = 
                 for split, row in final.items()
             },
         }
-        atomic_torch_save(directory / "model.pt", model.state_dict())
     pool = open_pool(dataset, "raw")
     embeddings = embed_split(model, pool, show_progress=show_progress)
     write_reference_cache(dataset, pool.keys, embeddings, reference_hash)
@@ -157,8 +156,6 @@ def load_reference_record(work_dir: Path, reference_hash: str) -> dict[str, Any]
 
 
 def load_reference_model(work_dir: Path, record: dict[str, Any]) -> DualEncoder:
-    """The reference's trained weights, for scoring without the cache (``reference_cached=False``)."""
-    model = DualEncoder(ModelConfig(**record["model_config"]))
-    model.load_state_dict(torch.load(reference_dir(work_dir, record["hash"]) / "model.pt", weights_only=True))
-    model.eval()
-    return model
+    """The reference's trained weights, for scoring without the cache (``reference_cached=False``):
+    the final model of its training run, whose run id is the reference's hash."""
+    return load_trained_model(work_dir, record["hash"])

@@ -39,8 +39,8 @@ from harness.evaluate import Evaluation, Evaluator
 from harness.finite import NonFiniteError, require_finite
 from harness.flops import ModelFlops, model_flops
 from harness.losses import sigmoid_loss
-from harness.models import DualEncoder, build_model
-from harness.records import RunFile, config_hash, provenance
+from harness.models import DualEncoder, ModelConfig, build_model
+from harness.records import RunFile, atomic_torch_save, config_hash, provenance
 from harness.view import EmbeddingView
 from strategies import Embeddings, TrainingPlan, ValidatedStrategy, default_registry
 
@@ -158,10 +158,24 @@ class _Progress:
 
 @dataclass
 class TrainResult:
-    """A finished (or failed) run: its record and, if it finished, the trained model."""
+    """A finished run: its record and the trained model."""
 
     run: RunFile
     model: DualEncoder
+
+
+def model_path(work_dir: Path, run_id: str) -> Path:
+    """Where a complete run keeps its final weights (with the model config that rebuilds them)."""
+    return work_dir / "models" / f"{run_id}.pt"
+
+
+def load_trained_model(work_dir: Path, run_id: str) -> DualEncoder:
+    """The final model of complete run ``run_id``, in eval mode."""
+    saved = torch.load(model_path(work_dir, run_id), weights_only=True)
+    model = DualEncoder(ModelConfig(**saved["config"]))
+    model.load_state_dict(saved["state"])
+    model.eval()
+    return model
 
 
 def learning_rate(progress: float, optim: OptimConfig) -> float:
@@ -329,8 +343,6 @@ class Run:
         return True
 
     def checkpoint(self) -> None:
-        from harness.records import atomic_torch_save
-
         atomic_torch_save(
             self.checkpoint_path,
             {
@@ -483,8 +495,14 @@ def train(
     """Run (or resume) ``config`` to its budget; the run file and checkpoints go under ``work_dir``.
 
     ``on_evaluation(k, evaluations)`` is called after evaluation ``k`` (0 is the untrained model); it
-    may raise to stop the run (the tuner's pruner does), leaving the run resumable.
+    may raise to stop the run (the tuner's pruner does), leaving the run resumable. A run that is
+    already complete is not trained again: its record and final model are returned.
     """
+    done = RunFile.path_for(work_dir, config.run_id)
+    if done.exists() and model_path(work_dir, config.run_id).exists():
+        record = RunFile.load(done)
+        if record.status == "complete":
+            return TrainResult(record, load_trained_model(work_dir, config.run_id))
     run = Run(config, work_dir, checkpoint_seconds)
     stream = run.stream()
     every = config.eval_every * run.budget_flops
@@ -502,10 +520,11 @@ def train(
     last_mean = float("nan")
 
     def evaluate() -> None:
-        nonlocal last_mean
+        nonlocal last_mean, last_checkpoint
         evaluations = run.evaluate(stream.pool_size)
         run.progress.wall_time = time.monotonic() - started
         run.checkpoint()
+        last_checkpoint = time.monotonic()
         run.save()
         last_mean = next((e.scores.mean for e in evaluations if e.split == config.eval_splits[0]), last_mean)
         if on_evaluation is not None:
@@ -541,6 +560,10 @@ def train(
         bar.close()
         raise TrainingError(f"run {config.run_id} {run.run_file.error}; its rows so far are kept") from err
     bar.close()
+    atomic_torch_save(
+        model_path(work_dir, config.run_id),
+        {"config": dataclasses.asdict(run.model.config), "state": run.model.state_dict()},
+    )
     run.run_file.status = "complete"
     run.save()
     run.checkpoint_path.unlink(missing_ok=True)

@@ -43,6 +43,9 @@ class Learning:
         work = tmp_path / "work"
         work.mkdir(parents=True)
         (work / "references").symlink_to(self.work_dir / "references")
+        (work / "models").mkdir()
+        weights = f"{self.reference['hash']}.pt"
+        (work / "models" / weights).symlink_to(self.work_dir / "models" / weights)
         return work
 
 

@@ -3,10 +3,12 @@ learns, its selections are what the strategies promise, it is reproducible, and 
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import Learning
 
 from harness.errors import UserError
@@ -221,3 +223,15 @@ def test_an_eval_split_without_labels_reports_classification_unavailable(tmp_pat
         assert 0 <= row["i2t_recall"] <= 1 and row["mean"] == pytest.approx(
             (row["i2t_recall"] + row["t2i_recall"]) / 2
         )
+
+
+def test_a_complete_run_is_not_trained_again(learning: Learning, tmp_path: Path):
+    work = learning.private_work_dir(tmp_path)
+    cfg = config(learning, "uniform", budget="20 steps")
+    first = train(cfg, work, show_progress=False)
+    evaluated: list[int] = []
+    again = train(cfg, work, show_progress=False, on_evaluation=lambda k, _: evaluated.append(k))
+    assert evaluated == []
+    assert json.dumps(again.run.rows, sort_keys=True) == json.dumps(first.run.rows, sort_keys=True)
+    trained = first.model.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in again.model.state_dict().items())
