@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import sys
 from collections.abc import Sequence
 
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # A suite's per-run lines must reach a log file as they happen, not when the buffer fills.
+        sys.stdout.reconfigure(line_buffering=True)
     handler = getattr(args, "handler", None)
     if handler is None:
         parser.print_help()
