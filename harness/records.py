@@ -146,6 +146,16 @@ class RunFile:
         return path
 
     @classmethod
+    def load_complete(cls, work_dir: Path, run_id: str) -> RunFile | None:
+        """Run ``run_id``'s file if the run is complete, else ``None``: what lets suites, tuned re-runs and
+        :func:`harness.train.train` skip finished work."""
+        path = cls.path_for(work_dir, run_id)
+        if not path.exists():
+            return None
+        run = cls.load(path)
+        return run if run.status == "complete" else None
+
+    @classmethod
     def load(cls, path: Path) -> RunFile:
         data = json.loads(path.read_text())
         if data.get("schema") != SCHEMA_VERSION:

@@ -99,11 +99,6 @@ def _run_in_process(args: tuple[dict[str, Any], str, int]) -> tuple[str, str | N
     return config.run_id, run_one(config, Path(work), show_progress=False, threads=threads)
 
 
-def is_complete(config: RunConfig, work_dir: Path) -> bool:
-    path = RunFile.path_for(work_dir, config.run_id)
-    return path.exists() and RunFile.load(path).status == "complete"
-
-
 def run_suite(
     suite: Suite,
     work_dir: Path,
@@ -118,7 +113,7 @@ def run_suite(
     started = time.monotonic()
     configs = prepare(suite, work_dir, show_progress=show_progress)
     run_ids = [c.run_id for c in configs]
-    skipped = [c.run_id for c in configs if is_complete(c, work_dir)]
+    skipped = [c.run_id for c in configs if RunFile.load_complete(work_dir, c.run_id) is not None]
     pending = [c for c in configs if c.run_id not in skipped]
     announce(
         f"suite {suite.name}: {len(configs)} runs, {len(skipped)} already complete, {len(pending)} to run"

@@ -498,11 +498,10 @@ def train(
     may raise to stop the run (the tuner's pruner does), leaving the run resumable. A run that is
     already complete is not trained again: its record and final model are returned.
     """
-    done = RunFile.path_for(work_dir, config.run_id)
-    if done.exists() and model_path(work_dir, config.run_id).exists():
-        record = RunFile.load(done)
-        if record.status == "complete":
-            return TrainResult(record, load_trained_model(work_dir, config.run_id))
+    if model_path(work_dir, config.run_id).exists():
+        done = RunFile.load_complete(work_dir, config.run_id)
+        if done is not None:
+            return TrainResult(done, load_trained_model(work_dir, config.run_id))
     run = Run(config, work_dir, checkpoint_seconds)
     stream = run.stream()
     every = config.eval_every * run.budget_flops

@@ -27,7 +27,7 @@ from harness.leaderboard import (
 from harness.leaderboard.table import EVAL_SPLIT
 from harness.records import RunFile
 from harness.results import read_runs
-from harness.runner import is_complete, run_one
+from harness.runner import run_one
 from harness.train import RunConfig
 from harness.tune.study import POINT_ATTR, TUNING_SPLIT, TuneError, Tuning
 
@@ -78,7 +78,7 @@ def rerun_best(
     configs = tuned_configs(tuning, point, seeds)
     failed: dict[str, str] = {}
     for config in configs:
-        if is_complete(config, tuning.work_dir):
+        if RunFile.load_complete(tuning.work_dir, config.run_id) is not None:
             announce(f"tuned run {config.run_id} (seed {config.seed}) is complete")
             continue
         announce(f"tuned run {config.run_id}: trial {trial.number}'s point at seed {config.seed}")
