@@ -5,7 +5,7 @@ On the quick suite's data and reference (built or trained if missing, into the w
 
 - bare loop: stream ``b`` samples, one optimiser step on them (the same model, loss and optimiser),
   nothing else;
-- harness, uniform at f = 0: the loop's own step (:meth:`harness.train.Run.step`: the view, the
+- harness, uniform at f = 0: the loop's own step (:meth:`harness.step.Stepper.step`: the view, the
   selection, the step, the ledger and the bookkeeping), evaluations excluded;
 - every built-in strategy at f = 0.8: its step time over uniform's, against the cost model's
   predicted FLOP ratio;
@@ -30,8 +30,9 @@ import torch
 
 from harness.data import SuperBatchStream
 from harness.runner import prepare
+from harness.step import make_optimizer, train_step
 from harness.suites import load_suite
-from harness.train import Run, make_optimizer, train_step
+from harness.train import Run
 from strategies import BUILTIN_STRATEGIES
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "bench" / "step.csv"

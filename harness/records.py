@@ -1,4 +1,5 @@
-"""Run files: each run's config, provenance, status and evaluation rows, in one JSON file of its own.
+"""What a run leaves on disk: its run file (config, provenance, status and evaluation rows, in one JSON
+file of its own) and, once complete, its final weights.
 
 A run file lives at ``<work>/runs/<run_id>.json`` and is replaced atomically (write to a temporary
 file in the same directory, fsync, rename), so a reader or a killed writer never sees half a file. The
@@ -22,6 +23,7 @@ from typing import Any, Literal
 import torch
 
 from harness import __version__
+from harness.models import DualEncoder, ModelConfig
 
 SCHEMA_VERSION = 1
 Status = Literal["running", "complete", "failed"]
@@ -169,3 +171,17 @@ class RunFile:
             rows=data["rows"],
             summary=data.get("summary", {}),
         )
+
+
+def model_path(work_dir: Path, run_id: str) -> Path:
+    """Where a complete run keeps its final weights (with the model config that rebuilds them)."""
+    return work_dir / "models" / f"{run_id}.pt"
+
+
+def load_trained_model(work_dir: Path, run_id: str) -> DualEncoder:
+    """The final model of complete run ``run_id``, in eval mode."""
+    saved = torch.load(model_path(work_dir, run_id), weights_only=True)
+    model = DualEncoder(ModelConfig(**saved["config"]))
+    model.load_state_dict(saved["state"])
+    model.eval()
+    return model

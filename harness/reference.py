@@ -20,19 +20,15 @@ from tqdm import tqdm
 
 from harness.data import Dataset, open_dataset, write_reference_cache
 from harness.data.pool import open_pool
-from harness.errors import UserError
 from harness.flops import model_flops
 from harness.models import DualEncoder
 from harness.records import write_json_atomic
-from harness.train import OptimConfig, RunConfig, load_trained_model, train
+from harness.reference_store import RECORD, load_reference_model, reference_dir
+from harness.runconfig import OptimConfig, RunConfig
+from harness.train import train
 from strategies import Embeddings
 
 _CHUNK = 1024
-RECORD = "reference.json"
-
-
-class MissingReferenceError(UserError):
-    """A reference that is missing or does not fit the run."""
 
 
 def reference_config(
@@ -59,10 +55,6 @@ def reference_config(
         eval_splits=("val",),
         optim=optim or OptimConfig(),
     )
-
-
-def reference_dir(work_dir: Path, reference_hash: str) -> Path:
-    return work_dir / "references" / reference_hash
 
 
 def train_reference(config: RunConfig, work_dir: Path, *, show_progress: bool = True) -> dict[str, Any]:
@@ -121,41 +113,3 @@ def embed_split(model: DualEncoder, pool: Any, *, show_progress: bool = True) ->
         texts.append(model.encode_text(samples.tokens))
     scale, bias = model.scale_bias()
     return Embeddings(torch.cat(images), torch.cat(texts), float(scale), float(bias))
-
-
-def find_reference(work_dir: Path, dataset: Dataset, preset: str) -> str:
-    """The hash of the reference trained on ``dataset`` with ``preset`` in ``work_dir``; a clear error
-    naming the command when there is none, or the hashes when there are several."""
-    found = []
-    for path in sorted((work_dir / "references").glob(f"*/{RECORD}")):
-        record = json.loads(path.read_text())
-        if record["config"]["dataset_id"] == dataset.content_id and record["config"]["preset"] == preset:
-            found.append(record["hash"])
-    if not found:
-        raise MissingReferenceError(
-            f"no reference embeddings are cached for {dataset.root} (preset {preset}); make them with "
-            f"`jestbench reference train --data {dataset.root} --preset {preset}`"
-        )
-    if len(found) > 1:
-        raise MissingReferenceError(
-            f"several references fit {dataset.root} (preset {preset}): {', '.join(found)}; choose one with --reference"
-        )
-    return str(found[0])
-
-
-def load_reference_record(work_dir: Path, reference_hash: str) -> dict[str, Any]:
-    """The record of a trained reference; a clear error naming the command when there is none."""
-    path = reference_dir(work_dir, reference_hash) / RECORD
-    if not path.exists():
-        raise MissingReferenceError(
-            f"no reference {reference_hash!r} in {work_dir / 'references'}; train one with "
-            "`jestbench reference train --data DIR` (it prints the hash to pass as --reference)"
-        )
-    record: dict[str, Any] = json.loads(path.read_text())
-    return record
-
-
-def load_reference_model(work_dir: Path, record: dict[str, Any]) -> DualEncoder:
-    """The reference's trained weights, for scoring without the cache (``reference_cached=False``):
-    the final model of its training run, whose run id is the reference's hash."""
-    return load_trained_model(work_dir, record["hash"])

@@ -21,7 +21,7 @@ import pandas as pd
 from harness.errors import UserError
 from harness.records import RunFile, config_hash
 
-# Columns every row must have (written by ``harness.train._Run._row``); the noise-kind counts and the
+# Columns every row must have (written by ``harness.train.Run._row``); the noise-kind counts and the
 # provenance fields come on top. A run file without one of these was written by another version.
 REQUIRED_COLUMNS = (
     "run_id",

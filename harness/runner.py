@@ -27,8 +27,9 @@ from harness.leaderboard import LeaderboardFiles, leaderboard_dir, render_leader
 from harness.records import RunFile
 from harness.reference import reference_config, train_reference
 from harness.results import read_runs
+from harness.runconfig import RunConfig
 from harness.suites import Suite
-from harness.train import RunConfig, train
+from harness.train import train
 
 
 @dataclass(frozen=True)

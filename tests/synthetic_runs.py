@@ -28,7 +28,7 @@ from typing import Any
 
 from harness.data import NOISE_KINDS
 from harness.records import RunFile
-from harness.train import RunConfig
+from harness.runconfig import RunConfig
 
 B_SUB = 100
 FORWARD = 1_000_000

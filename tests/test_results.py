@@ -14,7 +14,8 @@ from harness.data import NOISE_KINDS, Dataset
 from harness.leaderboard import build_leaderboard
 from harness.records import RunFile
 from harness.results import REQUIRED_COLUMNS, ResultsError, read_runs
-from harness.train import RunConfig, train
+from harness.runconfig import RunConfig
+from harness.train import train
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
 

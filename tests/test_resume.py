@@ -12,7 +12,8 @@ from pathlib import Path
 from conftest import Learning
 
 from harness.records import RunFile
-from harness.train import RunConfig, train
+from harness.runconfig import RunConfig
+from harness.train import train
 
 ARGS = ["--preset", "tiny", "--strategy", "jest", "--param", "n_chunks=4", "-b", "32", "-f", "0.8"]
 ARGS += ["--budget-steps", "150", "--eval-every", "0.34", "--threads", "1", "--quiet"]

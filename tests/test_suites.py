@@ -14,9 +14,9 @@ import pytest
 from conftest import Learning
 
 from harness.records import RunFile
+from harness.runconfig import RunConfig
 from harness.runner import run_suite
 from harness.suites import SuiteError, builtin_suites, load_suite, parse_suite
-from harness.train import RunConfig
 
 
 def _suite_file(path: Path, learning: Learning, *, seeds=(0,), extra: str = "") -> Path:

@@ -13,8 +13,9 @@ from conftest import Learning
 
 from harness.errors import UserError
 from harness.records import RunFile
-from harness.reference import MissingReferenceError
-from harness.train import OptimConfig, RunConfig, TrainingError, train
+from harness.reference_store import MissingReferenceError
+from harness.runconfig import OptimConfig, RunConfig, TrainingError
+from harness.train import train
 
 BUDGET = "150 steps"
 METRICS = ("zero_shot", "few_shot", "i2t_recall", "t2i_recall")

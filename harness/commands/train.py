@@ -89,7 +89,7 @@ def add_optim_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def optim_from_args(args: argparse.Namespace) -> Any:
-    from harness.train import OptimConfig
+    from harness.runconfig import OptimConfig
 
     return OptimConfig(
         learning_rate=args.lr,
@@ -121,10 +121,10 @@ def register(subparsers: Any) -> None:
 
 
 def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[str, Any]) -> Any:
-    """The :class:`harness.train.RunConfig` that the run options describe."""
+    """The :class:`harness.runconfig.RunConfig` that the run options describe."""
     from harness.data import dataset_from_args
-    from harness.reference import find_reference
-    from harness.train import RunConfig
+    from harness.reference_store import find_reference
+    from harness.runconfig import RunConfig
     from strategies import default_registry
 
     work = work_dir(args)

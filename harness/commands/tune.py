@@ -108,7 +108,7 @@ def _tuning_from_options(args: argparse.Namespace, storage: str, heartbeat: int)
 
     from harness.commands.train import run_config_from_args
     from harness.data import open_dataset
-    from harness.reference import find_reference
+    from harness.reference_store import find_reference
     from harness.tune import TUNING_SPLIT, Tuning, build_space, default_study_name, parse_pruner
 
     fixed = {} if args.filter_ratio is None else {"filter_ratio": args.filter_ratio}

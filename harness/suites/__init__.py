@@ -25,7 +25,7 @@ from typing import Any
 
 from harness.data import Dataset
 from harness.errors import UserError
-from harness.train import OptimConfig, RunConfig
+from harness.runconfig import OptimConfig, RunConfig
 from strategies import default_registry
 
 RUN_KEYS = ("preset", "batch_size", "budget", "filter_ratio", "seeds", "eval_every", "reference_cached")

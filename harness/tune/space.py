@@ -33,7 +33,7 @@ import optuna
 
 from harness.batching import BatchShape
 from harness.errors import UserError
-from harness.train import OptimConfig, RunConfig, TrainingError
+from harness.runconfig import OptimConfig, RunConfig, TrainingError
 from strategies import Param, ParameterError, StrategyError, default_registry
 
 FILTER_RATIO = "filter_ratio"

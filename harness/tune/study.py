@@ -1,7 +1,7 @@
 """Running a study: trials are runs of the one training loop, scored on ``val`` at the fixed budget.
 
 Each trial draws a point of the search space, makes the run config of that point (the same
-:class:`harness.train.RunConfig` that ``jestbench train`` and suites make, evaluated on ``val`` only:
+:class:`harness.runconfig.RunConfig` that ``jestbench train`` and suites make, evaluated on ``val`` only:
 the ``eval`` split is never loaded while tuning) and runs it with :func:`harness.train.train`. The run
 goes to the work directory like any run, keyed by its config hash, so a trial whose config was run
 before reuses the finished run or resumes the unfinished one from its checkpoint.
@@ -35,7 +35,8 @@ from optuna.trial import TrialState
 
 from harness.errors import UserError
 from harness.records import RunFile, config_hash
-from harness.train import RunConfig, train
+from harness.runconfig import RunConfig
+from harness.train import train
 from harness.tune.space import SearchSpace
 from harness.tune.storage import DEFAULT_HEARTBEAT, allow_experimental, redact, storage_session
 from harness.workdir import checked_name

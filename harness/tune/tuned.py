@@ -27,8 +27,8 @@ from harness.leaderboard import (
 from harness.leaderboard.table import EVAL_SPLIT
 from harness.records import RunFile
 from harness.results import read_runs
+from harness.runconfig import RunConfig
 from harness.runner import run_one
-from harness.train import RunConfig
 from harness.tune.study import POINT_ATTR, TUNING_SPLIT, TuneError, Tuning
 
 

@@ -1,0 +1,104 @@
+"""What decides a run's result: its configuration, whose hash is the run's id, and the error a run
+that cannot start or go on raises. Imports nothing that trains, so anything may import it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import UserError
+from harness.records import config_hash
+
+
+class TrainingError(UserError):
+    """A run that cannot start or cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam with the JEST paper's β2 = 0.95 (appendix A.2), warm-up then cosine decay over the budget,
+    gradient clipping, and weight decay as big_vision applies it: decoupled, scaled by the schedule
+    but not by the learning rate, on weight matrices only (``torch.optim.AdamW`` gets
+    ``weight_decay / learning_rate``; biases, norms, embeddings, logit scale and bias are excluded).
+
+    The logit scale and bias learn at ``scale_bias_lr`` times the rate: SigLIP's init was made for
+    runs of tens of thousands of steps, and at a few hundred steps with one shared rate they barely
+    move from it (DESIGN §2, §5)."""
+
+    learning_rate: float = 2e-3
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 1e-4
+    warmup: float = 0.05
+    grad_clip: float = 1.0
+    scale_bias_lr: float = 10.0
+
+    def __post_init__(self) -> None:
+        checks = {
+            "learning_rate": self.learning_rate > 0,
+            "beta1": 0 <= self.beta1 < 1,
+            "beta2": 0 <= self.beta2 < 1,
+            "eps": self.eps > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "warmup": 0 <= self.warmup < 1,
+            "grad_clip": self.grad_clip > 0,
+            "scale_bias_lr": self.scale_bias_lr > 0,
+        }
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not (ok and math.isfinite(value)):
+                raise TrainingError(f"optimiser setting {name}={value!r} is out of range")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides a run's result; its hash is the run's id.
+
+    ``budget`` is as the user gave it (``"400 steps"`` of uniform at ``b``, or FLOPs); ``reference`` is
+    the hash of the reference whose cached embeddings score the pool (``jestbench reference train``).
+    ``tuned`` names the study whose best parameters this run re-runs at a fresh seed (``jestbench tune
+    --rerun-best``): leaderboards show such rows as tuned, apart from the same parameters chosen by hand.
+    """
+
+    dataset: str
+    dataset_id: str
+    preset: str
+    strategy: str
+    params: Mapping[str, Any]
+    batch_size: int
+    filter_ratio: float
+    budget: str
+    seed: int = 0
+    split: str = "raw"
+    reference: str | None = None
+    reference_cached: bool = True
+    on_bad_sample: str = "error"
+    eval_every: float = 0.25
+    eval_splits: tuple[str, ...] = ("val", "eval")
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    tuned: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["params"] = dict(sorted(self.params.items()))
+        data["eval_splits"] = list(self.eval_splits)
+        if self.tuned is None:  # left out, so that every run id from before the field existed holds
+            del data["tuned"]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
+        fields = dict(data)
+        fields["optim"] = OptimConfig(**fields.get("optim", {}))
+        fields["eval_splits"] = tuple(fields.get("eval_splits", ("val", "eval")))
+        return cls(**fields)
+
+    @property
+    def run_id(self) -> str:
+        """The config hash: a rerun of the same config finds (and resumes or skips) this run."""
+        # The dataset's location does not change what a run computes; its content id does.
+        return config_hash({k: v for k, v in self.to_dict().items() if k != "dataset"})
