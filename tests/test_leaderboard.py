@@ -21,6 +21,7 @@ from harness.leaderboard import (
     render_leaderboard,
     write_leaderboard,
 )
+from harness.leaderboard.stats import welch_t
 from harness.results import read_runs
 
 T_2 = 4.302653  # Student's t, two-sided 95%, two degrees of freedom
@@ -349,3 +350,19 @@ def test_a_leaderboard_renders_again_from_its_rows_csv(
     pd.read_csv(first.rows).drop(columns=["flops_spent", "mean"]).to_csv(partial, index=False)
     assert main(["leaderboard", "--work", str(tmp_path), "--rows", str(partial)]) == 2
     assert "lacks flops_spent, mean" in capsys.readouterr().err
+
+
+def test_seeds_that_do_not_pair_fall_back_to_welch(tmp_path: Path) -> None:
+    """jest at seeds 0 and 1 against uniform at 0, 1 and 2: no pairing, so Welch's test, and the
+    cell says so."""
+    write_suite(tmp_path, names=("uniform",))
+    for seed in (0, 1):
+        run_file(SPECS["jest"], seed, tmp_path / "datasets" / "shapes").save(tmp_path)
+    board = build_leaderboard(read_runs(tmp_path))
+    jest = _row(board, "jest")
+    expected = welch_t([0.50, 0.51], [0.39, 0.40, 0.41])
+    assert jest["vs_uniform_test"] == "welch"
+    assert jest["vs_uniform_p"] == pytest.approx(float(expected.p))
+    assert jest["vs_uniform_p_holm"] == pytest.approx(float(expected.p))  # the only comparison
+    text = write_leaderboard(board, tmp_path / "board").markdown.read_text()
+    assert "Welch, seeds differ)" in text
