@@ -149,7 +149,7 @@ def _facts(board: Leaderboard) -> list[tuple[str, str]]:
             "scores: 95% Student-t interval over seeds (none with one seed). Against uniform: a paired "
             "t-test over seeds on the final-score differences (Welch's t-test where the seed sets differ), "
             f"Holm–Bonferroni-adjusted over the {tested} configurations compared; 'better' or 'worse' only "
-            "below an adjusted 0.05. Speedups: point estimates on the mean curves, without interval",
+            "below an adjusted 0.05. Speedups: point estimates on the mean curves, without interval (docs/RESULTS.md says why)",
         ),
         ("Speedup targets", _targets(table)),
     ]
