@@ -16,14 +16,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from harness import __version__
-from harness.leaderboard.columns import COMPUTE, SCORES, SELECTION, Column, flops, identity
+from harness.leaderboard.columns import COMPUTE, SCORES, SELECTION, SPEEDUPS, Column, flops, identity
 from harness.leaderboard.figures import FigureFile, draw_figures
-from harness.leaderboard.stats import BOOTSTRAP_SAMPLES
-from harness.leaderboard.table import Leaderboard, build_leaderboard, strategy_label
+from harness.leaderboard.stats import TARGET_FRACTIONS
+from harness.leaderboard.table import Leaderboard, build_leaderboard, strategy_label, target_column
 from harness.results import Results
 from harness.staging import staged_directory
 from harness.workdir import checked_name
@@ -57,12 +58,18 @@ class _Section:
     columns: tuple[Column, ...]
 
 
+def manifest_of(directory: Path) -> dict[str, Any]:
+    """The manifest of the leaderboard in ``directory``; empty if it holds none."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND else {}
+
+
 def is_leaderboard(directory: Path) -> bool:
     """Whether ``directory`` holds a rendered leaderboard (its manifest says so)."""
-    try:
-        return bool(json.loads((directory / MANIFEST).read_text()).get("kind") == MANIFEST_KIND)
-    except (OSError, ValueError, AttributeError):
-        return False
+    return bool(manifest_of(directory))
 
 
 def _sections(table: pd.DataFrame) -> list[_Section]:
@@ -71,8 +78,18 @@ def _sections(table: pd.DataFrame) -> list[_Section]:
         _Section(
             "leaderboard",
             "Leaderboard",
-            "Final scores at the budget, and the paper's speedups against uniform.",
+            "Final scores at the budget, each against uniform's by a paired test over seeds, and the "
+            "paper's speedups against uniform at uniform's final score.",
             (*names, *SCORES),
+        ),
+        _Section(
+            "speedups",
+            "Speedups at three targets",
+            "The speedups at uniform's final mean score and at two lower targets, 75% and 50% of the way "
+            "to it from uniform's first evaluation (the untrained model): cost for uniform's mean curve to "
+            "first reach the target over cost for this configuration's. Uniform is 1.00× at each by "
+            "construction.",
+            (*names[:3], *SPEEDUPS),
         ),
         _Section(
             "compute",
@@ -104,6 +121,7 @@ def _facts(board: Leaderboard) -> list[tuple[str, str]]:
     counts = sorted(set(table["n_seeds"]))
     dataset = _common(table["dataset"] + " (content id " + table["dataset_id"] + ")")
     b = _common(table["b"])
+    tested = int(table["vs_uniform_p_holm"].notna().sum())
     return [
         (
             "FLOPs",
@@ -127,21 +145,42 @@ def _facts(board: Leaderboard) -> list[tuple[str, str]]:
             "b, budget and optimiser",
         ),
         (
-            "Intervals",
-            "scores: 95% Student-t interval over seeds (none with one seed); speedups: 95% percentile "
-            f"bootstrap over seeds ({BOOTSTRAP_SAMPLES:,} samples; the strategy's and uniform's seeds "
-            "resampled independently; none unless both have two or more seeds)",
+            "Intervals and tests",
+            "scores: 95% Student-t interval over seeds (none with one seed). Against uniform: a paired "
+            "t-test over seeds on the final-score differences (Welch's t-test where the seed sets differ), "
+            f"Holm–Bonferroni-adjusted over the {tested} configurations compared; 'better' or 'worse' only "
+            "below an adjusted 0.05. Speedups: point estimates on the mean curves, without interval (docs/RESULTS.md says why)",
         ),
+        ("Speedup targets", _targets(table)),
     ]
+
+
+def _targets(table: pd.DataFrame) -> str:
+    """The speedups' targets, with their scores when every row has the same baseline."""
+    rule = (
+        "uniform's final mean score, and "
+        + " and ".join(f"{100 * f:.0f}%" for f in TARGET_FRACTIONS if f != 1)
+        + " of the way to it from uniform's first evaluation (the untrained model)"
+    )
+    start = _common(table["target_start"].round(8))
+    goals = [_common(table[target_column(f)].round(8)) for f in TARGET_FRACTIONS]
+    if start is None or start == "nan" or None in goals:
+        return f"{rule}; their scores differ between baselines (leaderboard.csv)"
+    shown = ", ".join(
+        f"{100 * f:.0f}%: {float(g):.4f}" for f, g in zip(TARGET_FRACTIONS, goals, strict=True) if g
+    )
+    return f"{rule}, which scored {float(start):.4f}; scores {shown}"
 
 
 WHAT_IT_SHOWS = (
     "Every configuration had the same FLOP budget, with selection's scoring passes charged to it, and "
     "is ranked by its final score on held-out data. A strategy whose selection costs more compute than "
     "it saves ends below uniform and has a FLOPs speedup under 1×: it is reported as losing, not "
-    "excused. The table does not show other budgets, datasets or model sizes, wall-clock speed (listed "
-    "for reference only: it depends on the machine), or differences smaller than the intervals; with "
-    "one seed there is no interval at all."
+    "excused. A strategy is called better or worse than uniform only where the paired test over seeds, "
+    "corrected for the number of strategies compared, separates the two; otherwise the table says "
+    "'not separable', whatever the ranks. It does not show other budgets, datasets or model sizes, or "
+    "wall-clock speed (listed for reference only: it depends on the machine); with one seed there is "
+    "no interval and no test."
 )
 
 
