@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.data import Dataset, SplitData, load_split
+from harness.data import Dataset, OnBadSample, SplitData, load_split
+from harness.data.pool import EVALUATION_ADVICE
 from harness.flops import ModelFlops
 from harness.metrics import Scores, few_shot_accuracy, recall_at_1, zero_shot_accuracy
 from harness.models import DualEncoder
@@ -31,16 +32,27 @@ class Evaluation:
 
 
 class Evaluator:
-    """Scores a model on ``splits`` of ``dataset``; the curated split is the few-shot pool."""
+    """Scores a model on ``splits`` of ``dataset``; the curated split is the few-shot pool.
 
-    def __init__(self, dataset: Dataset, splits: Sequence[str] = ("val", "eval"), *, seed: int = 0) -> None:
+    The scored splits are read whole (a damaged one is refused whatever ``on_bad_sample`` says:
+    every run must be scored on the same samples); the few-shot pool follows ``on_bad_sample``.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        splits: Sequence[str] = ("val", "eval"),
+        *,
+        seed: int = 0,
+        on_bad_sample: OnBadSample = "error",
+    ) -> None:
         self.dataset = dataset
-        self.splits = {split: load_split(dataset, split) for split in splits}
+        self.splits = {split: load_split(dataset, split, advice=EVALUATION_ADVICE) for split in splits}
         self.seed = seed
         has_labels = dataset.class_names is not None and all(
             s.labels is not None for s in self.splits.values()
         )
-        self.pool = load_split(dataset, "curated") if has_labels else None
+        self.pool = load_split(dataset, "curated", on_bad_sample) if has_labels else None
         self.class_names = dataset.class_names if has_labels else None
         self.prompts = [
             [t.format(name) for t in dataset.zero_shot_templates] for name in self.class_names or []

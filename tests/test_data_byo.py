@@ -179,3 +179,43 @@ def test_a_key_in_two_shards_of_a_split_is_refused(tmp_path: Path) -> None:
         BadSampleError, match=r"key 'raw000_0000': the key appears in another shard of split 'raw'"
     ):
         build_byo(tmp_path / "byo", ByoConfig(**{**found, "raw": found["raw"] + "::" + again}))
+
+
+def test_empty_and_cut_own_shards_are_reported_as_such_not_as_damaged_samples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    found = patterns(tmp_path / "mine")
+    raw = tmp_path / "mine"
+    write_shards(raw, "raw", 4, 30)  # raw-000 .. raw-003
+    tarfile.open(raw / "raw-004.tar", "w").close()  # a valid tar with no samples
+    (raw / "raw-005.tar").write_bytes(b"")  # a 0-byte file
+    cut = raw / "raw-003.tar"
+    with tarfile.open(cut) as tar:
+        eleventh = tar.getmembers()[3 * 10]  # three members per sample
+    with open(cut, "r+b") as f:
+        f.truncate(eleventh.offset_data + 10)  # inside sample 10: it and the 19 after it are gone
+    found["raw"] = str(raw / "raw-{000..005}.tar")
+    flags = [arg for split, pattern in found.items() for arg in (f"--{split}", pattern)]
+
+    with pytest.raises(BadSampleError) as caught:
+        build_byo(tmp_path / "byo", ByoConfig(**found))
+    message = str(caught.value)
+    assert "raw-004.tar: holds no sample at all" in message and "raw-005.tar: holds no sample at all" in message
+    assert "raw-003.tar, key 'raw003_0010'" in message
+
+    out = tmp_path / "byo"
+    assert main(["data", "build", "byo", "--out", str(out), *flags, "--on-bad-sample", "skip"]) == 0
+    assert "raw: left out 1 damaged, 2 empty shards, 1 truncated shard" in capsys.readouterr().out
+    dataset = open_dataset(out)
+    assert len(dataset.shards("raw")) == 6  # every shard given is listed, the empty ones with count 0
+    assert [s.count for s in dataset.shards("raw")] == [30, 30, 30, 11, 0, 0]
+    stream = SuperBatchStream(dataset, "raw", 8, seed=0)  # accepted when made: read without --on-bad-sample
+    assert stream.left_out.as_dict() == {
+        "usable": 100,
+        "damaged": 1,
+        "lost": 0,  # unknown: the user's shards carry no count of their own
+        "empty_shards": 2,
+        "truncated_shards": 1,
+    }
+    assert main(["data", "validate", str(out)]) == 0
+    assert "left out: 1 damaged, 2 empty shards, 1 truncated shard" in capsys.readouterr().out

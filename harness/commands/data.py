@@ -132,7 +132,7 @@ def _register_build(commands: Any) -> None:
 def run_build(args: argparse.Namespace) -> int:
     import time
 
-    from harness.data import build_byo, build_dataset
+    from harness.data import LeftOut, build_byo, build_dataset
     from harness.data.build import TINY_SIZES
     from harness.data.byo import ByoConfig
     from harness.data.noise import NoiseConfig
@@ -176,6 +176,10 @@ def run_build(args: argparse.Namespace) -> int:
         dataset = build_dataset(args.name, args.out, force=args.force, **options)
     seconds = time.perf_counter() - started
     samples = sum(dataset.split_size(split) for split in dataset.splits)
+    for split in dataset.splits:
+        left_out = LeftOut(**dataset.manifest["splits"][split].get("left_out", {}))
+        if left_out.anything:
+            print(f"{split}: left out {left_out.describe()} (listed in {dataset.root / 'manifest.json'})")
     print(
         f"built {dataset.name} in {dataset.root}: {samples} samples in {seconds:.1f} s "
         f"({samples / seconds:.0f} samples/s); `jestbench data inspect {dataset.root}` to look at it"
@@ -199,7 +203,9 @@ def run_validate(args: argparse.Namespace) -> int:
         failed += len(report.problems)
     if failed:
         print(
-            f"{args.dir}: {failed} problem(s); the loader refuses these splits unless run with --on-bad-sample skip"
+            f"{args.dir}: {failed} problem(s); training splits can be read past them with --on-bad-sample skip "
+            "(the samples are then left out and counted, under a dataset id of their own); val and eval "
+            "are always read whole, so restore their shards"
         )
         return 1
     print(f"{args.dir}: every shard matches the manifest")

@@ -6,7 +6,7 @@ streaming, and cached reference embeddings. docs/DATA.md describes the formats a
 from harness.data.arguments import add_data_arguments, dataset_from_args, open_data
 from harness.data.build import BuildConfig, build_dataset, builtin_names
 from harness.data.byo import ByoConfig, build_byo
-from harness.data.dataset import SPLITS, Dataset, ShardRecord, open_dataset
+from harness.data.dataset import SPLITS, Dataset, LeftOut, ShardRecord, open_dataset
 from harness.data.errors import BadSampleError, DataError, ReferenceCacheError
 from harness.data.noise import NOISE_KINDS, NoiseConfig
 from harness.data.pool import OnBadSample
@@ -22,6 +22,7 @@ __all__ = [
     "ByoConfig",
     "DataError",
     "Dataset",
+    "LeftOut",
     "NoiseConfig",
     "OnBadSample",
     "ReferenceCache",

@@ -118,6 +118,8 @@ def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = F
                     save_index(tmp / "index" / f"{index.sha256}.json", index)
                     indexes[split].append((path, index))
                     problems += [(split, path, p) for p in index.problems]
+                    if index.empty:
+                        problems.append((split, path, Problem(None, "holds no sample at all (an empty file or tar)")))
                     bar.update()
         problems += _repeated_keys(indexes)
         if problems and config.on_bad_sample == "error":
@@ -126,7 +128,7 @@ def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = F
                     "the shards",
                     [f"{split}: {problem.describe(path)}" for split, path, problem in problems],
                     "fix the shards, or pass --on-bad-sample skip to leave these samples out (they are then "
-                    "listed in the manifest)",
+                    "listed in the manifest, counted and reported by every run)",
                 )
             )
         texts = {split: _read_texts(entries) for split, entries in indexes.items()}
@@ -227,17 +229,24 @@ def _classes(texts: dict[str, list[tuple[str, str, Meta]]]) -> tuple[list[str] |
 
 
 def _split_entry(entries: list[tuple[Path, ShardIndex]], problems: list[Problem]) -> dict[str, Any]:
-    """A split's manifest entry; damaged samples (accepted with ``skip``) are listed and excluded."""
+    """A split's manifest entry. Every shard is listed, empty ones too (with count 0); damaged samples
+    (accepted with ``skip``) are listed in ``damaged``, excluded by key and counted in ``left_out``,
+    beside the shards found empty or cut short (how many samples a cut shard lost is unknown: your
+    shards carry no count of their own)."""
     damaged = [{"key": p.key, "reason": p.reason} for p in problems]
+    bad_keys = sorted({p.key for p in problems if p.key is not None})
     entry: dict[str, Any] = {
         "shards": [
             {"path": str(path), "count": len(index.samples) + index.bad_samples, "sha256": index.sha256}
             for path, index in entries
-            if index.samples or index.bad_samples
         ],
         "damaged": damaged,
+        "left_out": {
+            "damaged": len(bad_keys),
+            "empty_shards": sum(index.empty for _, index in entries),
+            "truncated_shards": sum(index.cut for _, index in entries),
+        },
     }
-    bad_keys = sorted({p.key for p in problems if p.key is not None})
     if bad_keys:
         entry["keys"] = {"mode": "exclude", "keys": bad_keys}
     return entry
