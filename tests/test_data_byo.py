@@ -200,7 +200,9 @@ def test_empty_and_cut_own_shards_are_reported_as_such_not_as_damaged_samples(
     with pytest.raises(BadSampleError) as caught:
         build_byo(tmp_path / "byo", ByoConfig(**found))
     message = str(caught.value)
-    assert "raw-004.tar: holds no sample at all" in message and "raw-005.tar: holds no sample at all" in message
+    assert (
+        "raw-004.tar: holds no sample at all" in message and "raw-005.tar: holds no sample at all" in message
+    )
     assert "raw-003.tar, key 'raw003_0010'" in message
 
     out = tmp_path / "byo"

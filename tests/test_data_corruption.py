@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.data import BadSampleError, DataError, Dataset, LeftOut, SuperBatchStream, load_split, open_dataset
+from harness.data import (
+    BadSampleError,
+    DataError,
+    Dataset,
+    LeftOut,
+    SuperBatchStream,
+    load_split,
+    open_dataset,
+)
 from harness.data.build import TINY_SIZES
 
 SHARD = 2  # the raw shard that is damaged (of 6, TINY_SIZES['shard_size'] samples each)

@@ -12,12 +12,13 @@ from harness.data.noise import NOISE_KINDS, NoiseConfig
 from harness.data.pool import OnBadSample
 from harness.data.reference_cache import ReferenceCache, write_reference_cache
 from harness.data.stream import SplitData, SuperBatch, SuperBatchStream, load_split
-from harness.data.tokenizer import WordTokenizer
+from harness.data.tokenizer import BpeTokenizer
 
 __all__ = [
     "NOISE_KINDS",
     "SPLITS",
     "BadSampleError",
+    "BpeTokenizer",
     "BuildConfig",
     "ByoConfig",
     "DataError",
@@ -31,7 +32,6 @@ __all__ = [
     "SplitData",
     "SuperBatch",
     "SuperBatchStream",
-    "WordTokenizer",
     "add_data_arguments",
     "build_byo",
     "build_dataset",

@@ -4,7 +4,7 @@ Layout (docs/DATA.md has the full format)::
 
     DIR/manifest.json     what the dataset is: config, image geometry, classes, tokenizer hash,
                           per split its shards (path, sample count, sha256) and noise counts
-    DIR/tokenizer.json    the word-level tokenizer built from the training captions
+    DIR/tokenizer.json    the byte-level BPE tokenizer trained on the training captions and prompts
     DIR/{curated,raw,val,eval}/*.tar   WebDataset shards (bring-your-own datasets point at the
                           user's shards instead, by absolute path)
     DIR/index/            cached shard indexes, one per shard content (sha256)
@@ -21,16 +21,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from harness.data.errors import DataError
+from harness.data.errors import DataError, StaleDatasetError
 from harness.data.samples import ImageSpec
-from harness.data.tokenizer import WordTokenizer
+from harness.data.tokenizer import BpeTokenizer
 
 SPLITS = ("curated", "raw", "val", "eval")
 DEFAULT_ZERO_SHOT_TEMPLATES = ("{}", "a photo of a {}", "a {}")
 MANIFEST = "manifest.json"
 TOKENIZER = "tokenizer.json"
 _FORMAT = "jestbench-dataset"
-_VERSION = 1
+_VERSION = 2  # 2: byte-level BPE tokenizer, left-out counts, class labels apart from names
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class Dataset:
 
     root: Path
     manifest: dict[str, Any]
-    tokenizer: WordTokenizer
+    tokenizer: BpeTokenizer
     _sha256: dict[Path, str | None] = field(default_factory=dict, init=False, repr=False, compare=False)
     _left_out: dict[str, LeftOut] = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -215,8 +215,10 @@ class Dataset:
 
     @cached_property
     def class_index(self) -> dict[str, int]:
-        """Class name -> label, for samples whose ``json`` gives the label by name."""
-        return {name: i for i, name in enumerate(self.class_names or [])}
+        """The label a sample's ``json`` gives by name -> its index. Your own data may give labels
+        (``class_labels``) other than the names its prompts use (``class_names``)."""
+        labels = self.manifest.get("class_labels") or self.class_names or []
+        return {label: i for i, label in enumerate(labels)}
 
     @property
     def has_labels(self) -> bool:
@@ -277,11 +279,11 @@ def open_dataset(root: str | os.PathLike[str]) -> Dataset:
     except ValueError as err:
         raise DataError(f"{path} is not valid JSON ({err}); rebuild the dataset") from None
     if manifest.get("format") != _FORMAT or manifest.get("version") != _VERSION:
-        raise DataError(
+        raise StaleDatasetError(
             f"{path} is not a {_FORMAT} manifest of version {_VERSION}; rebuild the dataset with this "
             "version of jestbench"
         )
-    tokenizer = WordTokenizer.load(root / TOKENIZER)
+    tokenizer = BpeTokenizer.load(root / TOKENIZER)
     if tokenizer.hash != manifest["tokenizer"]["hash"]:
         raise DataError(
             f"{root / TOKENIZER} has hash {tokenizer.hash} but the manifest expects "
@@ -299,12 +301,14 @@ def new_manifest(
     context_length: int,
     class_names: list[str] | None,
     labelled: bool,
-    tokenizer: WordTokenizer,
+    tokenizer: BpeTokenizer,
     splits: dict[str, dict[str, Any]],
     zero_shot_templates: list[str] | None = None,
+    class_labels: list[str] | None = None,
 ) -> dict[str, Any]:
     """The manifest's JSON object; ``splits`` maps each split to its ``count``, ``shards`` and
-    ``noise`` (and optionally ``keys``)."""
+    ``noise`` (and optionally ``keys``, ``damaged`` and ``left_out``). ``class_labels`` are the labels
+    samples give by name when they differ from ``class_names`` (the names prompts use)."""
     from harness import __version__
 
     return {
@@ -316,9 +320,15 @@ def new_manifest(
         "image": {"size": image.size, "channels": image.channels},
         "context_length": context_length,
         "class_names": class_names,
+        **({"class_labels": class_labels} if class_labels is not None else {}),
         "zero_shot_templates": zero_shot_templates,
         "labelled": labelled,
-        "tokenizer": {"file": TOKENIZER, "hash": tokenizer.hash, "vocab_size": tokenizer.vocab_size},
+        "tokenizer": {
+            "file": TOKENIZER,
+            "kind": "byte-level BPE (Hugging Face tokenizers)",
+            "hash": tokenizer.hash,
+            "vocab_size": tokenizer.vocab_size,
+        },
         "splits": splits,
         "software": {"jestbench": __version__},
     }
