@@ -221,3 +221,68 @@ def test_empty_and_cut_own_shards_are_reported_as_such_not_as_damaged_samples(
     }
     assert main(["data", "validate", str(out)]) == 0
     assert "left out: 1 damaged, 2 empty shards, 1 truncated shard" in capsys.readouterr().out
+
+
+def test_own_class_names_and_prompt_templates_are_used_for_zero_shot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels that are codes, not words of the captions: --classes names them as prompts should."""
+    found = patterns(tmp_path / "mine", labels="index")  # indices with class_name = the colour
+    classes = tmp_path / "classes.toml"
+    classes.write_text('classes = ["crimson", "emerald", "cobalt", "amber"]\ntemplates = ["a {} thing"]\n')
+    flags = [arg for split, pattern in found.items() for arg in (f"--{split}", pattern)]
+    out = tmp_path / "byo"
+    command = ["data", "build", "byo", "--out", str(out), *flags, "--classes", str(classes)]
+    assert main([*command, "--prompt-template", "a {} square", "--prompt-template", "{}"]) == 0
+    dataset = open_dataset(out)
+    assert dataset.class_names == ["crimson", "emerald", "cobalt", "amber"]
+    assert dataset.zero_shot_templates == ["a {} square", "{}"]  # the command line's override the file's
+    prompts = [t.format(n) for n in dataset.class_names for t in dataset.zero_shot_templates]
+    ids, truncated = dataset.tokenizer.encode(prompts, dataset.context_length)
+    assert truncated == 0 and len({tuple(row) for row in ids.tolist()}) == len(prompts)
+
+    # labels given by name can be renamed by a table; samples still find their label
+    renamed = build_byo(
+        tmp_path / "renamed",
+        ByoConfig(**patterns(tmp_path / "named"), classes={"red": "crimson"}, prompt_templates=("a {}",)),
+    )
+    assert renamed.class_names == ["blue", "green", "crimson", "yellow"]
+    evaluation = load_split(renamed, "eval")
+    assert evaluation.labels is not None
+    for caption, label in zip(evaluation.captions, evaluation.labels.tolist(), strict=True):
+        assert caption.split()[1] == ["blue", "green", "red", "yellow"][label]
+
+    with pytest.raises(DataError, match="'violet' that no sample has"):
+        build_byo(tmp_path / "bad", ByoConfig(**patterns(tmp_path / "named"), classes={"violet": "purple"}))
+    with pytest.raises(DataError, match="one \\{\\}"):
+        ByoConfig(**patterns(tmp_path / "named"), prompt_templates=("a photo",))
+
+
+def test_zero_shot_is_left_out_of_the_score_when_two_classes_prompts_encode_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.evaluate import Evaluator
+    from harness.flops import model_flops
+    from harness.models import build_model
+
+    dataset = build_byo(
+        tmp_path / "byo",
+        ByoConfig(**patterns(tmp_path / "mine"), classes={"red": "Square", "green": "square"}),
+    )
+    evaluator = Evaluator(dataset, ("eval",))
+    warning = capsys.readouterr().err
+    assert "zero-shot is left out of the mean score" in warning and "'square' = 'Square'" in warning
+    model = build_model(
+        "tiny",
+        vocab_size=dataset.tokenizer.vocab_size,
+        image_size=dataset.image_size,
+        channels=dataset.channels,
+        context_length=dataset.context_length,
+    )
+    (evaluation,) = evaluator.evaluate(model, model_flops(model.config))
+    scores = evaluation.scores
+    assert scores.zero_shot is None and scores.few_shot is not None
+    assert scores.mean == pytest.approx((scores.few_shot + scores.i2t_recall + scores.t2i_recall) / 3)
+    row = scores.as_dict()
+    assert row["zero_shot"] is None and "'square' = 'Square'" in str(row["zero_shot_excluded"])
+    assert "zero-shot" not in capsys.readouterr().err  # warned once, at the start

@@ -8,7 +8,7 @@ from harness.data.build import BuildConfig, build_dataset, builtin_names
 from harness.data.byo import ByoConfig, build_byo
 from harness.data.dataset import SPLITS, Dataset, LeftOut, ShardRecord, open_dataset
 from harness.data.errors import BadSampleError, DataError, ReferenceCacheError
-from harness.data.noise import NOISE_KINDS, NoiseConfig
+from harness.data.noise import NOISE_KINDS, RECORDED_NOISE_KINDS, NoiseConfig
 from harness.data.pool import OnBadSample
 from harness.data.reference_cache import ReferenceCache, write_reference_cache
 from harness.data.stream import SplitData, SuperBatch, SuperBatchStream, load_split
@@ -16,6 +16,7 @@ from harness.data.tokenizer import BpeTokenizer
 
 __all__ = [
     "NOISE_KINDS",
+    "RECORDED_NOISE_KINDS",
     "SPLITS",
     "BadSampleError",
     "BpeTokenizer",
