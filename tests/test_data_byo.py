@@ -286,3 +286,21 @@ def test_zero_shot_is_left_out_of_the_score_when_two_classes_prompts_encode_alik
     row = scores.as_dict()
     assert row["zero_shot"] is None and "'square' = 'Square'" in str(row["zero_shot_excluded"])
     assert "zero-shot" not in capsys.readouterr().err  # warned once, at the start
+
+
+def test_commands_that_train_take_class_names_and_templates_and_reuse_the_dataset(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_data_arguments(parser)
+    classes = tmp_path / "classes.toml"
+    classes.write_text('[classes]\nred = "crimson"\n')
+    found = patterns(tmp_path / "mine")
+    flags = [arg for split, pattern in found.items() for arg in (f"--{split}", pattern)]
+    args = parser.parse_args([*flags, "--classes", str(classes), "--prompt-template", "a {} square"])
+    work = tmp_path / "work"
+    first = dataset_from_args(args, work)
+    assert first.class_names == ["blue", "green", "crimson", "yellow"]
+    assert first.zero_shot_templates == ["a {} square"]
+    built = (first.root / "manifest.json").stat().st_mtime_ns
+    assert (dataset_from_args(args, work).root / "manifest.json").stat().st_mtime_ns == built
+    with pytest.raises(DataError, match="describe your own shards"):
+        dataset_from_args(parser.parse_args(["--data", "shapes", "--classes", str(classes)]), work)

@@ -17,6 +17,7 @@ training then excludes those samples).
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -114,7 +115,8 @@ def source_stamp(config: ByoConfig) -> list[list[Any]]:
 def is_current(dataset: Dataset, config: ByoConfig) -> bool:
     """Whether ``dataset`` was made from ``config`` and its shards look unchanged since."""
     recorded = dataset.manifest["config"]
-    return bool(recorded.get("byo") == asdict(config) and recorded.get("shards") == source_stamp(config))
+    as_recorded = json.loads(json.dumps(asdict(config)))  # tuples become lists, as in the manifest
+    return bool(recorded.get("byo") == as_recorded and recorded.get("shards") == source_stamp(config))
 
 
 def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = False) -> Dataset:

@@ -248,17 +248,14 @@ def open_pool(
                 )
             )
             lost += missing
-        if index.empty and record.count == 0 and not changed:
-            pass  # an empty shard accepted when the dataset was made: counted above
-        elif index.empty:
+        if index.empty and (changed or record.count):  # else accepted empty when the dataset was made
             shard_problems.append(Problem(None, "holds no sample at all (an empty file or tar)"))
         for sample in index.samples:
             if not belongs(sample.key):
                 continue
             if wanted.get(sample.key):
-                shard_problems.append(
-                    Problem(sample.key, f"the key appears in another shard of split {split!r} too")
-                )
+                problem = Problem(sample.key, f"the key appears in another shard of split {split!r} too")
+                problems.append(problem.describe(record.path))
                 damaged += 1
                 continue
             wanted[sample.key] = True
@@ -267,7 +264,7 @@ def open_pool(
             meta = sample.meta or (-1, 0)
             spans.append([*sample.image, *sample.caption, *meta])
             extensions.append(IMAGE_EXTENSIONS.index(sample.image_extension))
-        if changed:
+        if changed:  # an unchanged shard holds only what the dataset was made with (docstring)
             problems += [p.describe(record.path) for p in shard_problems]
     if split_is_subset:
         absent = sorted(key for key, found in wanted.items() if not found)
