@@ -17,6 +17,7 @@ from harness.data import (
     ByoConfig,
     DataError,
     Dataset,
+    StaleDatasetError,
     SuperBatchStream,
     add_data_arguments,
     build_byo,
@@ -304,3 +305,19 @@ def test_commands_that_train_take_class_names_and_templates_and_reuse_the_datase
     assert (dataset_from_args(args, work).root / "manifest.json").stat().st_mtime_ns == built
     with pytest.raises(DataError, match="describe your own shards"):
         dataset_from_args(parser.parse_args(["--data", "shapes", "--classes", str(classes)]), work)
+
+
+def test_a_dataset_made_by_an_older_jestbench_is_refused_or_remade(tmp_path: Path) -> None:
+    """Manifest version 1 held a word-level tokenizer: such a dataset cannot be read as it is."""
+    parser = argparse.ArgumentParser()
+    add_data_arguments(parser)
+    found = patterns(tmp_path / "mine")
+    args = parser.parse_args([arg for split, pattern in found.items() for arg in (f"--{split}", pattern)])
+    work = tmp_path / "work"
+    made = dataset_from_args(args, work)
+    manifest = json.loads((made.root / "manifest.json").read_text())
+    (made.root / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(StaleDatasetError, match="rebuild the dataset"):
+        open_dataset(made.root)
+    remade = dataset_from_args(args, work)  # made under WORK/datasets by a command: remade
+    assert remade.root == made.root and remade.manifest["version"] == manifest["version"]

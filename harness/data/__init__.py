@@ -7,7 +7,7 @@ from harness.data.arguments import add_data_arguments, dataset_from_args, open_d
 from harness.data.build import BuildConfig, build_dataset, builtin_names
 from harness.data.byo import ByoConfig, build_byo
 from harness.data.dataset import SPLITS, Dataset, LeftOut, ShardRecord, open_dataset
-from harness.data.errors import BadSampleError, DataError, ReferenceCacheError
+from harness.data.errors import BadSampleError, DataError, ReferenceCacheError, StaleDatasetError
 from harness.data.noise import NOISE_KINDS, RECORDED_NOISE_KINDS, NoiseConfig
 from harness.data.pool import OnBadSample
 from harness.data.reference_cache import ReferenceCache, write_reference_cache
@@ -31,6 +31,7 @@ __all__ = [
     "ReferenceCacheError",
     "ShardRecord",
     "SplitData",
+    "StaleDatasetError",
     "SuperBatch",
     "SuperBatchStream",
     "add_data_arguments",
