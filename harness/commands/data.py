@@ -26,6 +26,7 @@ examples:
   jestbench data build shapes --out DIR --noise mismatched=0.4 --noise redundant=0.05
   jestbench data build fashion-mnist --out DIR [--source DIR_WITH_IDX_GZ_FILES]
   jestbench data build byo --out DIR --curated 'c/{000..003}.tar' --raw 'r/{000..099}.tar' --eval 'e/000.tar'
+      [--classes classes.toml] [--prompt-template 'a photo of a {}' ...]
 
 The raw pool's noise (shapes, fashion-mnist): clean 35%, redundant 15% (near-copies of 20 source
 images), mismatched 25%, uninformative 15%, unlearnable 10%. The curated, val and eval splits are clean.
@@ -72,6 +73,7 @@ def register(subparsers: Any) -> None:
 
 def _register_build(commands: Any) -> None:
     from harness.data.arguments import add_byo_arguments
+    from harness.data.tokenizer import DEFAULT_MIN_FREQUENCY, DEFAULT_VOCAB_SIZE
 
     build = commands.add_parser(
         "build",
@@ -113,7 +115,18 @@ def _register_build(commands: Any) -> None:
         help="token ids per caption (default: fit the longest training caption)",
     )
     text.add_argument(
-        "--min-word-count", type=int, default=2, metavar="N", help="rarer words become <unk> (default 2)"
+        "--vocab-size",
+        type=int,
+        default=DEFAULT_VOCAB_SIZE,
+        metavar="N",
+        help=f"the byte-level BPE tokenizer's vocabulary at most (default {DEFAULT_VOCAB_SIZE})",
+    )
+    text.add_argument(
+        "--min-frequency",
+        type=int,
+        default=DEFAULT_MIN_FREQUENCY,
+        metavar="N",
+        help=f"the tokenizer merges two pieces only if they occur together N times (default {DEFAULT_MIN_FREQUENCY})",
     )
     build.add_argument(
         "--source", metavar="DIR", help="fashion-mnist: directory of the four gzipped IDX files"
@@ -132,7 +145,8 @@ def _register_build(commands: Any) -> None:
 def run_build(args: argparse.Namespace) -> int:
     import time
 
-    from harness.data import build_byo, build_dataset
+    from harness.data import LeftOut, build_byo, build_dataset
+    from harness.data.arguments import byo_class_options
     from harness.data.build import TINY_SIZES
     from harness.data.byo import ByoConfig
     from harness.data.noise import NoiseConfig
@@ -151,19 +165,24 @@ def run_build(args: argparse.Namespace) -> int:
             image_size=args.image_size or 32,
             channels=args.channels or 3,
             context_length=args.context_length,
-            min_word_count=args.min_word_count,
+            vocab_size=args.vocab_size,
+            min_frequency=args.min_frequency,
             on_bad_sample=args.on_bad_sample,
+            **byo_class_options(args.classes, args.prompt_template),
         )
         dataset = build_byo(args.out, config, force=args.force)
     else:
         stray = [
-            f"--{s}" for s in ("curated", "raw", "val", "eval", "channels") if getattr(args, s) is not None
+            f"--{s.replace('_', '-')}"
+            for s in ("curated", "raw", "val", "eval", "channels", "classes", "prompt_template")
+            if getattr(args, s) is not None
         ]
         if stray:
             raise UserError(f"{', '.join(stray)} belong to byo builds, not {args.name}")
         options: dict[str, Any] = {
             "seed": args.seed,
-            "min_word_count": args.min_word_count,
+            "vocab_size": args.vocab_size,
+            "min_frequency": args.min_frequency,
             "context_length": args.context_length,
             "noise": NoiseConfig().with_assignments(args.noise),
             "source": args.source,
@@ -176,6 +195,10 @@ def run_build(args: argparse.Namespace) -> int:
         dataset = build_dataset(args.name, args.out, force=args.force, **options)
     seconds = time.perf_counter() - started
     samples = sum(dataset.split_size(split) for split in dataset.splits)
+    for split in dataset.splits:
+        left_out = LeftOut(**dataset.manifest["splits"][split].get("left_out", {}))
+        if left_out.anything:
+            print(f"{split}: left out {left_out.describe()} (listed in {dataset.root / 'manifest.json'})")
     print(
         f"built {dataset.name} in {dataset.root}: {samples} samples in {seconds:.1f} s "
         f"({samples / seconds:.0f} samples/s); `jestbench data inspect {dataset.root}` to look at it"
@@ -199,7 +222,9 @@ def run_validate(args: argparse.Namespace) -> int:
         failed += len(report.problems)
     if failed:
         print(
-            f"{args.dir}: {failed} problem(s); the loader refuses these splits unless run with --on-bad-sample skip"
+            f"{args.dir}: {failed} problem(s); training splits can be read past them with --on-bad-sample skip "
+            "(the samples are then left out and counted, under a dataset id of their own); val and eval "
+            "are always read whole, so restore their shards"
         )
         return 1
     print(f"{args.dir}: every shard matches the manifest")

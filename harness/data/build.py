@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,11 +33,11 @@ from harness.data.noise import (
 )
 from harness.data.samples import ImageSpec, encode_npy
 from harness.data.shards import ShardIndex, ShardWriter, save_index
-from harness.data.tokenizer import WordTokenizer
+from harness.data.tokenizer import DEFAULT_MIN_FREQUENCY, DEFAULT_VOCAB_SIZE, BpeTokenizer
 from harness.staging import staged_directory
 
 SPLIT_CODES = {"curated": 1, "raw": 2, "val": 3, "eval": 4}
-TRAINING_SPLITS = ("curated", "raw")  # the tokenizer is built from their captions
+TRAINING_SPLITS = ("curated", "raw")  # the tokenizer is trained on their captions (and the prompts)
 # Sizes for tests and smoke runs (`jestbench data build shapes --tiny`): builds in about a second.
 TINY_SIZES = {"curated_size": 96, "raw_size": 384, "val_size": 48, "eval_size": 48, "shard_size": 64}
 _NOISE_STREAM = 1
@@ -89,8 +89,11 @@ class BuildConfig:
     shard_size: int = 1000
     image_size: int = 32
     noise: NoiseConfig = field(default_factory=NoiseConfig)
-    context_length: int | None = None  # None: fit the longest training caption (multiple of 8, <= 64)
-    min_word_count: int = 2
+    context_length: int | None = (
+        None  # None: fit the longest training caption or prompt (multiple of 8, <= 64)
+    )
+    vocab_size: int = DEFAULT_VOCAB_SIZE  # the tokenizer's at most
+    min_frequency: int = DEFAULT_MIN_FREQUENCY  # pieces merge only if the pair occurs this often
     source: str | None = None  # where a dataset read from files finds them
 
     def __post_init__(self) -> None:
@@ -101,7 +104,7 @@ class BuildConfig:
             "eval_size",
             "shard_size",
             "image_size",
-            "min_word_count",
+            "min_frequency",
         ):
             if getattr(self, name) < 1:
                 raise DataError(f"{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
@@ -180,12 +183,14 @@ def _build(builtin: Builtin, out: Path, config: BuildConfig, *, force: bool) -> 
                     bar.update()
                 shards[split] = writer.close()
                 splits[split] = {"count": n, "noise": dict(Counter(kinds))}
-        tokenizer = WordTokenizer.build(
-            (c for split in TRAINING_SPLITS for c in captions[split]), min_count=config.min_word_count
+        training = [c for split in TRAINING_SPLITS for c in captions[split]]
+        prompts = zero_shot_prompts(source.class_names, source.zero_shot_templates)
+        tokenizer = BpeTokenizer.train(
+            [*training, *source.class_names, *prompts],
+            vocab_size=config.vocab_size,
+            min_frequency=config.min_frequency,
         )
-        context_length = config.context_length or fit_context_length(
-            tokenizer, [c for split in TRAINING_SPLITS for c in captions[split]]
-        )
+        context_length = config.context_length or fit_context_length(tokenizer, [*training, *prompts])
         for split in SPLITS:
             for _, index in shards[split]:
                 save_index(tmp / "index" / f"{index.sha256}.json", index)
@@ -272,9 +277,14 @@ def _other_caption(
     raise DataError(f"the {split} pool has too few distinct captions to mismatch; make it larger")
 
 
-def fit_context_length(tokenizer: WordTokenizer, captions: list[str]) -> int:
-    """The longest caption's token count rounded up to a multiple of 8, between 8 and 64."""
-    longest = max((tokenizer.token_count(c) for c in captions), default=1)
+def zero_shot_prompts(class_names: Sequence[str], templates: Sequence[str]) -> list[str]:
+    """Every class name in every template: the texts zero-shot classification encodes."""
+    return [template.format(name) for name in class_names for template in templates]
+
+
+def fit_context_length(tokenizer: BpeTokenizer, texts: list[str]) -> int:
+    """The longest text's token count rounded up to a multiple of 8, between 8 and 64."""
+    longest = max((tokenizer.token_count(c) for c in texts), default=1)
     return int(min(64, max(8, -(-longest // 8) * 8)))
 
 

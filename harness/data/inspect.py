@@ -23,9 +23,10 @@ def describe(dataset: Dataset, examples: int = 3) -> str:
     lines = [
         f"dataset {dataset.name} at {dataset.root} (built by {m['builder']}, jestbench {m['software']['jestbench']})",
         f"images {dataset.image_size}x{dataset.image_size}x{dataset.channels}; captions as {dataset.context_length} "
-        f"word ids (vocabulary {dataset.tokenizer.vocab_size}, tokenizer {dataset.tokenizer.hash})",
+        f"byte-level BPE ids (vocabulary {dataset.tokenizer.vocab_size}, tokenizer {dataset.tokenizer.hash})",
         "classes: "
         + (", ".join(names) if names else "labelled, unnamed" if dataset.has_labels else "none (no labels)"),
+        *([f"zero-shot prompts: {' | '.join(dataset.zero_shot_templates)}"] if names else []),
         "",
         f"{'split':<8} {'samples':>8} {'shards':>6}  {'cut':>5}  noise",
     ]
@@ -43,6 +44,8 @@ def describe(dataset: Dataset, examples: int = 3) -> str:
     for split in dataset.splits:
         pool = open_pool(dataset, split, "skip")
         lines += ["", f"{split}: fields {' '.join(_fields(pool))}"]
+        if pool.left_out.anything:
+            lines.append(f"  left out: {pool.left_out.describe()}")
         samples = pool.read(np.arange(min(examples, len(pool))))
         lines += [
             f"  [{noise}] {caption}" for noise, caption in zip(samples.noise, samples.captions, strict=True)

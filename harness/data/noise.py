@@ -32,8 +32,12 @@ from typing import Any
 import numpy as np
 
 from harness.data.errors import DataError
+from harness.data.samples import UNKNOWN_NOISE
 
 NOISE_KINDS = ("clean", "redundant", "mismatched", "uninformative", "unlearnable")
+# What a sample's noise kind can read: the built-in kinds, or "unknown" (your own data, unless its
+# json says). Run files count selections for each of these; reports show those a pool holds.
+RECORDED_NOISE_KINDS = (*NOISE_KINDS, UNKNOWN_NOISE)
 _RATE_KINDS = NOISE_KINDS[1:]  # clean is what the others leave
 
 # Alt text that says nothing about the image; "{n}" takes a random number (a one-off word).

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.data import NOISE_KINDS
+from harness.data import RECORDED_NOISE_KINDS
 from harness.leaderboard.stats import TARGET_FRACTIONS
 from harness.leaderboard.table import AXES, speedup_column, strategy_label
 
@@ -322,6 +322,7 @@ NOISE_MEANING = {
     "mismatched": "an image with another sample's caption",
     "uninformative": "an image with boilerplate alt text",
     "unlearnable": "pixel noise with a random caption",
+    "unknown": "a sample whose data does not say its noise kind (your own data, unless its json does)",
 }
 
 
@@ -339,8 +340,22 @@ def _composition(kind: str) -> Column:
     )
 
 
-SELECTION = (
-    *(_composition(kind) for kind in NOISE_KINDS),
+def pool_kinds(table: pd.DataFrame) -> list[str]:
+    """The noise kinds some configuration's pool held (``unknown`` included), in a fixed order: a
+    kind no pool held would only show 0% everywhere."""
+    return [
+        kind
+        for kind in RECORDED_NOISE_KINDS
+        if f"super_{kind}" in table and (table[f"super_{kind}"].fillna(0) > 0).any()
+    ]
+
+
+def selection(table: pd.DataFrame) -> tuple[Column, ...]:
+    """The selection table's columns: a composition column per kind the pools held, then repeats."""
+    return (*(_composition(kind) for kind in pool_kinds(table)), *REPEATS)
+
+
+REPEATS = (
     Column(
         "repeats per batch",
         "Captions in a selected batch that repeat another caption of the same batch (in-batch false "

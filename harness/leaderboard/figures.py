@@ -17,12 +17,15 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.data import NOISE_KINDS
+from harness.data import RECORDED_NOISE_KINDS
+from harness.leaderboard.columns import pool_kinds
 from harness.leaderboard.stats import TARGET_FRACTIONS
 from harness.leaderboard.table import Leaderboard, strategy_label, target_column
 
 # One colour per noise kind, from clean (green) to unlearnable (grey): the reading order of a bar.
-_NOISE_COLOURS = dict(zip(NOISE_KINDS, ("#2e7d32", "#9ccc65", "#ef6c00", "#fbc02d", "#9e9e9e"), strict=True))
+_NOISE_COLOURS = dict(
+    zip(RECORDED_NOISE_KINDS, ("#2e7d32", "#9ccc65", "#ef6c00", "#fbc02d", "#9e9e9e", "#5c6bc0"), strict=True)
+)
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,10 @@ def _selection(board: Leaderboard, path: Path) -> None:
     figure = Figure(figsize=(11, height))
     bars, repeats = figure.subplots(1, 2, width_ratios=(3, 1), sharey=True)
     positions = np.arange(len(rows))
+    kinds = pool_kinds(board.table)
     for offset, prefix, hatch in ((-0.2, "selected", None), (0.2, "super", "//")):
         left = np.zeros(len(rows))
-        for kind in NOISE_KINDS:
+        for kind in kinds:
             share = np.nan_to_num(np.array([row[f"{prefix}_{kind}"] for row in rows], dtype=float))
             bars.barh(
                 positions + offset,
@@ -106,7 +110,7 @@ def _selection(board: Leaderboard, path: Path) -> None:
     bars.set_xlim(0, 1)
     bars.set_xlabel("share of examples (upper bar: selected; lower, hatched: super-batches)")
     bars.legend(
-        loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(NOISE_KINDS), fontsize=8, frameon=False
+        loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=max(1, len(kinds)), fontsize=8, frameon=False
     )
     for offset, column, name in (
         (-0.2, "selected_repeats_per_batch", "selected"),

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from harness import __version__
-from harness.leaderboard.columns import COMPUTE, SCORES, SELECTION, SPEEDUPS, Column, flops, identity
+from harness.leaderboard.columns import COMPUTE, SCORES, SPEEDUPS, Column, flops, identity, selection
 from harness.leaderboard.figures import FigureFile, draw_figures
 from harness.leaderboard.stats import TARGET_FRACTIONS
 from harness.leaderboard.table import Leaderboard, build_leaderboard, strategy_label, target_column
@@ -103,7 +103,7 @@ def _sections(table: pd.DataFrame) -> list[_Section]:
             "Noise composition of the selected batches against the super-batches they came from, and "
             "repeated captions per batch (joint selection should hold fewer in-batch duplicates than "
             "independent top-k at the same clean share).",
-            (*names[:3], *SELECTION),
+            (*names[:3], *selection(table)),
         ),
     ]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.data import NOISE_KINDS
+from harness.data import RECORDED_NOISE_KINDS
 from harness.errors import UserError
 from harness.leaderboard.stats import (
     ALPHA,
@@ -177,15 +177,19 @@ def _curves(group: pd.DataFrame) -> dict[str, Curve]:
 def _selection(finals: pd.DataFrame) -> dict[str, float]:
     """What the selected batches held against what they were chosen from, pooled over seeds.
 
-    Shares are NaN when no example had a known noise kind (bring-your-own data without noise labels).
+    Shares are NaN when no example's noise kind was counted (run files that count no kind at all).
     """
     seen, scored, steps = (finals[c].sum() for c in ("examples_seen", "examples_scored", "steps"))
-    known = sum(finals[f"super_{kind}"].sum() for kind in NOISE_KINDS) > 0
+
+    def total(column: str) -> float:  # a run file from before "unknown" was counted has no column
+        return float(finals[column].sum()) if column in finals else 0.0
+
+    known = sum(total(f"super_{kind}") for kind in RECORDED_NOISE_KINDS) > 0
     nan = float("nan")
     out: dict[str, float] = {}
-    for kind in NOISE_KINDS:
-        out[f"selected_{kind}"] = finals[f"selected_{kind}"].sum() / seen if known and seen else nan
-        out[f"super_{kind}"] = finals[f"super_{kind}"].sum() / scored if known and scored else nan
+    for kind in RECORDED_NOISE_KINDS:
+        out[f"selected_{kind}"] = total(f"selected_{kind}") / seen if known and seen else nan
+        out[f"super_{kind}"] = total(f"super_{kind}") / scored if known and scored else nan
     out["selected_repeats_per_batch"] = finals["selected_repeats"].sum() / steps if steps else nan
     out["super_repeats_per_batch"] = finals["super_repeats"].sum() / steps if steps else nan
     return out

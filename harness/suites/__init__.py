@@ -30,7 +30,18 @@ from strategies import default_registry
 
 RUN_KEYS = ("preset", "batch_size", "budget", "filter_ratio", "seeds", "eval_every", "reference_cached")
 GRID_KEYS = ("preset", "batch_size", "budget", "filter_ratio", "eval_every", "reference_cached")
-DATA_KEYS = ("data", "curated", "raw", "val", "eval", "image_size", "channels", "on_bad_sample")
+DATA_KEYS = (
+    "data",
+    "curated",
+    "raw",
+    "val",
+    "eval",
+    "image_size",
+    "channels",
+    "classes",
+    "prompt_template",
+    "on_bad_sample",
+)
 REFERENCE_KEYS = ("preset", "batch_size", "budget", "seed", "optim")
 TOP_KEYS = ("name", "description", "note", "data", "run", "reference", "strategies", "tune")
 # The [tune] table (docs/TUNING.md); its search-space specs are checked by harness.tune, which knows
