@@ -43,6 +43,7 @@ COST_COLUMNS = (
 _STRATEGY_FIELDS = (
     "config.strategy",
     "config.tuned",
+    "config.pool",
     "config.params",
     "config.filter_ratio",
     "config.reference",
@@ -55,6 +56,7 @@ _STRATEGY_FIELDS = (
 _SHOWN_FIELDS = (
     "config.strategy",
     "config.tuned",
+    "config.pool",
     "config.params",
     "config.filter_ratio",
     "config.reference",
@@ -101,10 +103,12 @@ def is_baseline(strategy: str, params: str, filter_ratio: float) -> bool:
 
 
 def strategy_label(row: Mapping[str, Any] | pd.Series) -> str:
-    """The strategy as a leaderboard shows it: ``jest``, or ``jest [tuned: STUDY]`` for a study's best
-    point re-run at fresh seeds (``jestbench tune --rerun-best``)."""
+    """The strategy as a leaderboard shows it: ``jest``, ``jest [tuned: STUDY]`` for a study's best
+    point re-run at fresh seeds (``jestbench tune --rerun-best``), or ``uniform [clean-only oracle]``
+    for a run offered only the pool's clean pairs (``RunConfig.pool``)."""
     tuned = row.get("tuned")
-    return f"{row['strategy']} [tuned: {tuned}]" if tuned else str(row["strategy"])
+    label = f"{row['strategy']} [tuned: {tuned}]" if tuned else str(row["strategy"])
+    return f"{label} [clean-only oracle]" if row.get("pool") == "clean" else label
 
 
 def describe_params(params: str) -> str:
@@ -165,9 +169,11 @@ def _configuration(finals: pd.DataFrame, other: list[str]) -> dict[str, Any]:
     first = finals.iloc[0]
     score = Interval.of(finals["mean"].tolist())
     tuned = first.get("config.tuned")
+    pool = first.get("config.pool")
     return {
         "strategy": first["strategy"],
         "tuned": tuned if isinstance(tuned, str) else "",
+        "pool": pool if isinstance(pool, str) else "all",
         "params": describe_params(first["params"]),
         "f_nominal": first["config.filter_ratio"],
         "f": first["f"],
@@ -238,6 +244,7 @@ def build_leaderboard(results: Results, *, split: str = EVAL_SPLIT) -> Leaderboa
         key
         for key, f in finals.items()
         if is_baseline(f.iloc[0]["strategy"], f.iloc[0]["params"], f.iloc[0]["f"])
+        and f.iloc[0].get("config.pool") != "clean"  # the oracle is compared with uniform, not one
     ]
     entries = []
     for key in groups:
