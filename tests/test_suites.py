@@ -57,24 +57,40 @@ def test_the_builtin_suites_parse_and_cover_every_builtin_strategy():
     assert builtin_suites() == ["full", "quick"]
     from strategies import BUILTIN_STRATEGIES
 
-    for name in builtin_suites():
-        suite = load_suite(name)
-        assert {e.strategy for e in suite.entries()} == set(BUILTIN_STRATEGIES)
-        assert suite.run["preset"] == "small" and suite.data == {"data": "shapes"}
-        uniform = [e for e in suite.entries() if e.strategy == "uniform"]
-        assert all(e.settings["filter_ratio"] == 0.0 for e in uniform)
-        others = [e for e in suite.entries() if e.strategy != "uniform"]
-        assert all(e.settings["filter_ratio"] == 0.8 for e in others)
-    assert load_suite("quick").seeds == [0]
-    assert load_suite("full").seeds == [0, 1, 2]
-    assert {"two_resolution": True} in [
-        e.params for e in load_suite("full").entries() if e.strategy == "uniform"
+    quick = load_suite("quick")
+    (section,) = quick.sections
+    assert not quick.sectioned and section.name == "quick" and section.seeds == [0]
+    full = load_suite("full")
+    assert [(s.name, s.track, s.data["data"]) for s in full.sections] == [
+        ("shapes", "flops", "shapes"),
+        ("shapes-examples", "examples", "shapes"),
+        ("shapes-v1", "flops", "shapes-v1"),
     ]
+    main, examples, ablation = full.sections
+    for section in (quick.sections[0], main, ablation):
+        entries = section.entries()
+        assert {e.strategy for e in entries} == set(BUILTIN_STRATEGIES)
+        assert section.run["preset"] == "small" and section.track == "flops"
+        plain = [e for e in entries if e.pool == "all"]
+        assert all(e.settings["filter_ratio"] == 0.0 for e in plain if e.strategy == "uniform")
+        assert all(e.settings["filter_ratio"] == 0.8 for e in plain if e.strategy != "uniform")
+    assert quick.sections[0].data == {"data": "shapes"}
+    assert main.seeds == [0, 1, 2, 3, 4] and main.reference_seeds == [0, 1]
+    assert len(examples.seeds) >= 3 and ablation.seeds == [0, 1, 2] and ablation.reference_seeds == [0]
+    assert {"uniform", "easy-reference", "learnability", "prioritized", "jest"} <= {
+        e.strategy for e in examples.entries()
+    }
+    against_all = {e.strategy for e in main.entries() if e.references == "all"}
+    assert {"easy-reference", "learnability", "jest"} <= against_all
+    uniform = [(e.params, e.pool) for e in main.entries() if e.strategy == "uniform"]
+    assert ({"two_resolution": True}, "all") in uniform and ({"two_resolution": False}, "clean") in uniform
+    gains = {(e.strategy, e.params["gain"]) for e in main.entries() if e.strategy in ("prioritized", "jest")}
+    assert gains == {("prioritized", 1.0), ("prioritized", 100.0), ("jest", 100.0), ("jest", 1.0)}
 
 
 def test_lists_expand_to_a_grid_with_parameters_completed(tmp_path: Path, learning: Learning):
-    suite = load_suite(str(_suite_file(tmp_path / "s.toml", learning, seeds=(0, 1))))
-    entries = suite.entries()
+    (section,) = load_suite(str(_suite_file(tmp_path / "s.toml", learning, seeds=(0, 1)))).sections
+    entries = section.entries()
     assert [(e.strategy, e.params.get("n_chunks"), e.settings["filter_ratio"]) for e in entries] == [
         ("uniform", None, 0.0),
         ("jest", 4, 0.8),
@@ -83,7 +99,7 @@ def test_lists_expand_to_a_grid_with_parameters_completed(tmp_path: Path, learni
         ("easy-reference", None, 0.8),
     ]
     assert entries[1].params == {"score": "learnability", "gain": 100.0, "n_chunks": 4}
-    configs = suite.run_configs(learning.dataset, "ref")
+    configs = section.run_configs(learning.dataset, ["ref"])
     assert len(configs) == 10 and len({c.run_id for c in configs}) == 10
     assert [c.reference for c in configs[:2]] == [None, None]  # uniform reads no reference
 
