@@ -58,7 +58,9 @@ def find_leaderboard(source: str, work_dir: Path) -> Path:
         if is_leaderboard(candidate) or is_index(candidate):
             return candidate.resolve()
     root = work_dir / "leaderboards"
-    known = sorted(p.name for p in root.iterdir() if is_leaderboard(p) or is_index(p)) if root.is_dir() else []
+    known = (
+        sorted(p.name for p in root.iterdir() if is_leaderboard(p) or is_index(p)) if root.is_dir() else []
+    )
     listing = f"; rendered leaderboards in {root}: {', '.join(known)}" if known else f"; {root} holds none"
     raise PublishError(
         f"{source!r} is neither a leaderboard directory nor the name of one{listing} "

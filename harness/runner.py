@@ -59,7 +59,8 @@ class SectionPlan:
             )
         if len(self.references) > 1:
             listed = ", ".join(
-                f"{r['hash'][:8]} = seed {r['config']['seed']}, {r['config']['budget']}" for r in self.references
+                f"{r['hash'][:8]} = seed {r['config']['seed']}, {r['config']['budget']}"
+                for r in self.references
             )
             parts.append(f"References ([reference HASH] in the strategy column): {listed}.")
         return " ".join(parts) or None
@@ -229,7 +230,9 @@ def render_suite(
     return final, destination / INDEX_PAGE
 
 
-def _render_section(suite: Suite, plan: SectionPlan, work_dir: Path, out_dir: Path) -> LeaderboardFiles | None:
+def _render_section(
+    suite: Suite, plan: SectionPlan, work_dir: Path, out_dir: Path
+) -> LeaderboardFiles | None:
     try:
         return render_leaderboard(
             read_runs(work_dir, [c.run_id for c in plan.configs]),

@@ -219,7 +219,9 @@ class Stepper:
         index = torch.tensor(keep)
         reference = batch.reference
         if reference is not None:
-            reference = dataclasses.replace(reference, image=reference.image[index], text=reference.text[index])
+            reference = dataclasses.replace(
+                reference, image=reference.image[index], text=reference.text[index]
+            )
         return dataclasses.replace(
             batch,
             images=batch.images[index],

@@ -156,7 +156,9 @@ def test_budget_parse(text: str, expected: Budget) -> None:
     assert Budget.parse(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "lots", "400 epochs", "-5 steps", "nan", "inf flops", "1 2 3", "10.5 examples", "0 examples"])
+@pytest.mark.parametrize(
+    "text", ["", "lots", "400 epochs", "-5 steps", "nan", "inf flops", "1 2 3", "10.5 examples", "0 examples"]
+)
 def test_unreadable_budgets_are_refused(text: str) -> None:
     with pytest.raises(BudgetError, match="budget"):
         Budget.parse(text)

@@ -104,10 +104,13 @@ def is_baseline(strategy: str, params: str, filter_ratio: float) -> bool:
 
 def strategy_label(row: Mapping[str, Any] | pd.Series) -> str:
     """The strategy as a leaderboard shows it: ``jest``, ``jest [tuned: STUDY]`` for a study's best
-    point re-run at fresh seeds (``jestbench tune --rerun-best``), or ``uniform [clean-only oracle]``
-    for a run offered only the pool's clean pairs (``RunConfig.pool``)."""
+    point re-run at fresh seeds (``jestbench tune --rerun-best``), ``jest [reference 1a2b3c4d]`` where
+    the leaderboard holds runs against several references (the reference hash's start), or ``uniform
+    [clean-only oracle]`` for a run offered only the pool's clean pairs (``RunConfig.pool``)."""
     tuned = row.get("tuned")
     label = f"{row['strategy']} [tuned: {tuned}]" if tuned else str(row["strategy"])
+    if row.get("reference_tag"):  # the leaderboard holds runs against several references
+        label += f" [reference {row['reference_tag']}]"
     return f"{label} [clean-only oracle]" if row.get("pool") == "clean" else label
 
 
@@ -247,9 +250,12 @@ def build_leaderboard(results: Results, *, split: str = EVAL_SPLIT) -> Leaderboa
         and f.iloc[0].get("config.pool") != "clean"  # the oracle is compared with uniform, not one
     ]
     entries = []
+    several_references = rows["config.reference"].dropna().nunique() > 1
     for key in groups:
         baseline = next((b for b in baselines if setting[b] == setting[key]), None)
         entry = _configuration(finals[key], other)
+        reference = entry["reference"]
+        entry["reference_tag"] = reference[:8] if several_references and isinstance(reference, str) else ""
         entry |= _speedups(curves[key], finals[baseline] if baseline else None, itself=key == baseline)
         entry["baseline"] = baseline or ""
         entries.append(entry)
