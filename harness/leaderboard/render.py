@@ -100,6 +100,13 @@ def _facts(board: Leaderboard) -> list[tuple[str, str]]:
     """The header: what every number rests on, stated once."""
     table = board.table
     budget = _common(table["budget_flops"])
+    asked = _common(table["budget"])
+    if budget not in (None, "nan"):
+        budget_line = f"{flops(float(budget)).text} FLOPs per run (asked as {asked or 'different budgets'})"
+    elif asked and asked.endswith("examples"):  # the equal-examples track: no FLOP amount
+        budget_line = f"{asked} trained per run, whatever each spent in FLOPs"
+    else:
+        budget_line = "differs between configurations (see the budget column)"
     seeds = sorted({int(s) for seeds in table["seeds"] for s in seeds.split()})
     counts = sorted(set(table["n_seeds"]))
     dataset = _common(table["dataset"] + " (content id " + table["dataset_id"] + ")")
@@ -110,12 +117,7 @@ def _facts(board: Leaderboard) -> list[tuple[str, str]]:
             "counted by fvcore: 1 multiply-add = 1 FLOP. A training step costs 3x the forward pass; "
             "scoring passes and score products are charged to the budget; evaluation is not.",
         ),
-        (
-            "Budget",
-            f"{flops(float(budget)).text} FLOPs per run (asked as {_common(table['budget']) or 'different budgets'})"
-            if budget
-            else "differs between configurations (see the budget column)",
-        ),
+        ("Budget", budget_line),
         ("Seeds", f"{', '.join(map(str, seeds))}; per configuration n = {', '.join(map(str, counts))}"),
         ("Dataset", dataset or "differs between configurations (see the dataset column)"),
         ("Preset", _common(table["preset"]) or "differs between configurations (see the preset column)"),
