@@ -297,7 +297,10 @@ def test_a_suite_with_sections_and_two_references_renders_a_leaderboard_per_sect
         "equal-flops": {"uniform", "jest", "easy-reference"},
         "equal-examples": {"uniform", "learnability"},
     }
-    assert "200 examples trained per run" in (root / "equal-examples" / "leaderboard.md").read_text()
+    examples_page = (root / "equal-examples" / "leaderboard.md").read_text()
+    assert "200 examples trained per run" in examples_page
+    assert "trained on the same number of examples" in examples_page
+    assert "same FLOP budget" in flops_page and "same FLOP budget" not in examples_page
     index = (root / "README.md").read_text()
     assert "[equal-flops](equal-flops/leaderboard.md)" in index and "equal trained examples" in index
     assert result.index == root / "README.md"

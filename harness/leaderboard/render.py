@@ -145,6 +145,21 @@ WHAT_IT_SHOWS = (
     "for reference only: it depends on the machine), or differences smaller than the intervals; with "
     "one seed there is no interval at all."
 )
+# The same for a leaderboard whose runs all had a budget in trained examples (the equal-examples track).
+WHAT_IT_SHOWS_EXAMPLES = (
+    "Every configuration trained on the same number of examples, whatever its steps cost in FLOPs, and "
+    "is ranked by its final score on held-out data (the JEST paper's Fig. 2-3 axis). A strategy that "
+    "ranks high here may still lose at equal FLOPs: its FLOPs columns say what it spent. The table does "
+    "not show other budgets, datasets or model sizes, wall-clock speed (listed for reference only: it "
+    "depends on the machine), or differences smaller than the intervals; with one seed there is no "
+    "interval at all."
+)
+
+
+def what_it_shows(board: Leaderboard) -> str:
+    """The paragraph saying what the table shows: for equal FLOPs, or for equal trained examples."""
+    examples = board.table["budget"].astype(str).str.endswith("examples").all()
+    return WHAT_IT_SHOWS_EXAMPLES if examples else WHAT_IT_SHOWS
 
 
 def _left_out(results: Results) -> pd.DataFrame:
@@ -177,7 +192,7 @@ def markdown(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, n
     if note:
         lines += [f"*{note}*", ""]
     lines += [f"- **{name}**: {text}" for name, text in _facts(board)]
-    lines += ["", WHAT_IT_SHOWS, ""]
+    lines += ["", what_it_shows(board), ""]
     sections = _sections(board.table)
     records = [row for _, row in board.table.iterrows()]
     for section in sections:
@@ -322,7 +337,7 @@ def html_page(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, 
         '<dl class="facts">' + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _facts(board)) + "</dl>"
     )
     parts.append(
-        f"<p>{e(WHAT_IT_SHOWS)}</p><p>Click a column header to sort by it; hover it for what it means.</p>"
+        f"<p>{e(what_it_shows(board))}</p><p>Click a column header to sort by it; hover it for what it means.</p>"
     )
     for section in sections:
         parts += [
