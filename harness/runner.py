@@ -15,7 +15,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,7 @@ class SuiteResult:
     leaderboards: dict[str, LeaderboardFiles | None]
     index: Path | None
     seconds: float
-    configs: dict[str, RunConfig] = field(default_factory=dict)
+    configs: dict[str, RunConfig]  # every run of the suite by run id
 
     @property
     def leaderboard(self) -> LeaderboardFiles | None:

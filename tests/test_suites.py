@@ -63,6 +63,7 @@ def test_the_builtin_suites_parse_and_cover_every_builtin_strategy():
     quick = load_suite("quick")
     (section,) = quick.sections
     assert not quick.sectioned and section.name == "quick" and section.seeds == [0]
+    assert load_suite("full").sectioned
     full = load_suite("full")
     assert [(s.name, s.track, s.data["data"]) for s in full.sections] == [
         ("shapes", "flops", "shapes"),

@@ -182,11 +182,7 @@ class Suite:
     source: str
     sections: list[Section]
     tune: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def sectioned(self) -> bool:
-        """Whether the suite has ``[[sections]]`` (then each renders its own leaderboard beside an index)."""
-        return len(self.sections) > 1 or self.sections[0].name != self.name
+    sectioned: bool = False  # has [[sections]]: each renders its own leaderboard beside an index
 
     def section_for(self, strategy: str) -> Section:
         """The first section that lists ``strategy`` (the first section if none does): what ``jestbench
@@ -248,6 +244,7 @@ def parse_suite(data: Mapping[str, Any], source: str) -> Suite:
         source=source,
         sections=sections,
         tune=tune,
+        sectioned="sections" in data,
     )
 
 
