@@ -62,6 +62,8 @@ class RunConfig:
     the hash of the reference whose cached embeddings score the pool (``jestbench reference train``).
     ``tuned`` names the study whose best parameters this run re-runs at a fresh seed (``jestbench tune
     --rerun-best``): leaderboards show such rows as tuned, apart from the same parameters chosen by hand.
+    ``pool`` is ``"all"`` (the raw pool as it is) or ``"clean"``: only the samples whose recorded noise
+    kind is ``clean`` are offered to the strategy (the clean-only oracle of the leaderboard).
     """
 
     dataset: str
@@ -81,6 +83,7 @@ class RunConfig:
     eval_splits: tuple[str, ...] = ("val", "eval")
     optim: OptimConfig = field(default_factory=OptimConfig)
     tuned: str | None = None
+    pool: str = "all"
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -88,6 +91,8 @@ class RunConfig:
         data["eval_splits"] = list(self.eval_splits)
         if self.tuned is None:  # left out, so that every run id from before the field existed holds
             del data["tuned"]
+        if self.pool == "all":  # likewise
+            del data["pool"]
         return data
 
     @classmethod

@@ -8,6 +8,7 @@ run file, and :func:`harness.train.train` drives it to the budget.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 import torch
 
 from harness.batching import BatchShape
-from harness.cost import Budget, CostModel, Ledger, StepCost, UniformStep
+from harness.cost import Budget, CostModel, StepCost, UniformStep
 from harness.data import SuperBatch, SuperBatchStream, open_dataset
 from harness.finite import require_finite
 from harness.flops import ModelFlops, model_flops
@@ -28,6 +29,8 @@ from harness.reference_store import load_reference_model, load_reference_record
 from harness.runconfig import OptimConfig, RunConfig, TrainingError
 from harness.view import EmbeddingView
 from strategies import Embeddings, TrainingPlan, ValidatedStrategy, default_registry
+
+POOLS = ("all", "clean")
 
 
 @dataclass
@@ -127,6 +130,14 @@ class Stepper:
         self.shape = BatchShape.from_filter_ratio(config.batch_size, config.filter_ratio)
         self.strategy.check_sizes(self.shape.batch_size, self.shape.super_batch_size)
         self.needs = self.strategy.needs
+        if config.pool not in POOLS:
+            raise TrainingError(f"pool={config.pool!r} must be one of {', '.join(POOLS)}")
+        if config.pool != "all" and (self.needs.learner or self.needs.reference):
+            # The cost model charges scoring over B; a filtered super-batch would be overcharged.
+            raise TrainingError(
+                f"pool={config.pool!r} is for strategies that score nothing (the clean-only oracle is "
+                f"uniform over the clean pairs); {config.strategy!r} scores its super-batch"
+            )
 
         torch.manual_seed(config.seed)
         self.model = build_model(
@@ -141,17 +152,21 @@ class Stepper:
         self.reference_model = self._reference_model()
         self.cost = CostModel(self.flops, reference_cached=config.reference_cached)
         unit = UniformStep.of(self.cost, self.shape.batch_size)
-        self.budget_flops = Budget.parse(config.budget).to_flops(unit)
+        self.ledger = Budget.parse(config.budget).ledger(unit, self.shape.batch_size)
+        self.budget_flops = self.ledger.budget_flops  # None for a budget in examples
         self.predicted = self.cost.strategy_step_cost(self.strategy, self.shape)
-        if self.predicted.total > self.budget_flops:
+        if not self.ledger.fits(self.predicted):
+            minimum = (
+                f"{self.predicted.total:.4g} FLOPs ({unit.to_steps(self.predicted.total):.3g} uniform-equivalent steps)"
+                if self.budget_flops is not None
+                else f"{self.shape.batch_size} examples"
+            )
             raise TrainingError(
-                f"the budget of {self.budget_flops:.4g} FLOPs is smaller than one step of "
+                f"the budget of {self.ledger.limit:.4g} {self.ledger.unit}s is smaller than one step of "
                 f"{config.strategy} at b={self.shape.batch_size}, B={self.shape.super_batch_size}: "
-                f"the minimum is {self.predicted.total:.4g} FLOPs "
-                f"({unit.to_steps(self.predicted.total):.3g} uniform-equivalent steps)"
+                f"the minimum is {minimum}"
             )
         self.optimizer = make_optimizer(self.model, config.optim)
-        self.ledger = Ledger(self.budget_flops)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.progress = Progress()
 
@@ -188,6 +203,36 @@ class Stepper:
 
     # -- the step ----------------------------------------------------------------------------
 
+    def offered(self, batch: SuperBatch) -> SuperBatch:
+        """What the strategy chooses from: the super-batch, or with ``pool="clean"`` its samples whose
+        recorded noise kind is ``clean`` (the clean-only oracle; a pure function of the batch, so a
+        resumed run sees the same)."""
+        if self.config.pool == "all":
+            return batch
+        keep = [i for i, kind in enumerate(batch.noise) if kind == "clean"]
+        if len(keep) < self.shape.batch_size:
+            raise TrainingError(
+                f"super-batch {batch.number} holds {len(keep)} clean samples, fewer than b="
+                f"{self.shape.batch_size}: run the clean-only pool at a larger filter ratio (B = "
+                f"{self.shape.super_batch_size} now)"
+            )
+        index = torch.tensor(keep)
+        reference = batch.reference
+        if reference is not None:
+            reference = dataclasses.replace(
+                reference, image=reference.image[index], text=reference.text[index]
+            )
+        return dataclasses.replace(
+            batch,
+            images=batch.images[index],
+            tokens=batch.tokens[index],
+            labels=batch.labels[index],
+            keys=[batch.keys[i] for i in keep],
+            captions=[batch.captions[i] for i in keep],
+            noise=[batch.noise[i] for i in keep],
+            reference=reference,
+        )
+
     def view(self, batch: SuperBatch) -> EmbeddingView:
         """The strategy's view: only what it declared, computed when first asked."""
         learner: Callable[[], Embeddings] | None = None
@@ -215,11 +260,10 @@ class Stepper:
 
     def step(self, batch: SuperBatch) -> StepCost:
         """Select from ``batch``, train on the selection, charge the ledger and count; the cost that ran."""
+        batch = self.offered(batch)
         view = self.view(batch)
         index = self.strategy.select(view, self.shape.batch_size, self.generator)
-        rate = learning_rate(
-            (self.ledger.total + self.predicted.total) / self.budget_flops, self.config.optim
-        )
+        rate = learning_rate(self.ledger.fraction_after(self.predicted), self.config.optim)
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"]
         loss = train_step(

@@ -11,7 +11,9 @@ Each step (DESIGN §4, JEST paper §3 and Algorithm 2):
 4. charge the ledger what ran; stop when the next step would exceed the budget.
 
 The schedule (warm-up, then cosine decay) runs over the *budget*, not over steps, so strategies
-whose steps cost more take fewer of them and still finish their schedule. Evaluations happen at a
+whose steps cost more take fewer of them and still finish their schedule. A budget in trained examples
+(the equal-examples track) stops, schedules and evaluates on examples instead; FLOPs are charged all
+the same. Evaluations happen at a
 fraction of the budget and at the end; each writes the run file and a checkpoint, and a checkpoint
 is also written every ``checkpoint_seconds``, so a killed run resumes where it stopped and ends with
 the same metrics as an uninterrupted one (the data order is a pure function of seed and position).
@@ -180,11 +182,11 @@ def train(
             return TrainResult(done, load_trained_model(work_dir, config.run_id))
     run = Run(config, work_dir, checkpoint_seconds)
     stream = run.stream()
-    every = config.eval_every * run.budget_flops
+    every = config.eval_every * run.ledger.limit  # in the budget's unit: FLOPs or trained examples
     bar = tqdm(
-        total=run.budget_flops,
-        initial=run.ledger.total,
-        unit="FLOP",
+        total=run.ledger.limit,
+        initial=run.ledger.used,
+        unit=run.ledger.unit,
         unit_scale=True,
         desc=f"{config.strategy} seed {config.seed}",
         disable=None if show_progress else True,  # None: shown on a terminal, not in a log file
@@ -214,14 +216,14 @@ def train(
         while run.ledger.fits(run.predicted):
             cost = run.step(next(batches))
             run.predicted = cost  # the next step's cost is this one's: the stop rule and the schedule use it
-            bar.update(cost.total)
+            bar.update(run.ledger.measure(cost))
             bar.set_postfix(
                 examples=run.progress.examples_seen,
                 loss=f"{run.progress.last_loss:.3f}",
                 score=f"{last_mean:.3f}",
             )
             run.progress.wall_time = time.monotonic() - started
-            if run.ledger.total >= every * run.progress.evaluations:
+            if run.ledger.used >= every * run.progress.evaluations:
                 evaluate()
             elif time.monotonic() - last_checkpoint > checkpoint_seconds:
                 run.checkpoint()

@@ -148,23 +148,66 @@ def test_budget_in_uniform_steps_converts_in_one_place() -> None:
         ("2.5e12 FLOPs", Budget(flops=2_500_000_000_000)),
         ("400 steps", Budget(uniform_steps=400.0)),
         ("1 step", Budget(uniform_steps=1.0)),
+        ("512000 examples", Budget(examples=512_000)),
+        ("5.12e5 Examples", Budget(examples=512_000)),
     ],
 )
 def test_budget_parse(text: str, expected: Budget) -> None:
     assert Budget.parse(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "lots", "400 epochs", "-5 steps", "nan", "inf flops", "1 2 3"])
+@pytest.mark.parametrize(
+    "text", ["", "lots", "400 epochs", "-5 steps", "nan", "inf flops", "1 2 3", "10.5 examples", "0 examples"]
+)
 def test_unreadable_budgets_are_refused(text: str) -> None:
     with pytest.raises(BudgetError, match="budget"):
         Budget.parse(text)
 
 
 def test_a_budget_is_in_one_unit() -> None:
-    with pytest.raises(BudgetError, match="either in FLOPs or in uniform-equivalent steps"):
+    with pytest.raises(BudgetError, match="exactly one of the three"):
         Budget(flops=10, uniform_steps=2)
-    with pytest.raises(BudgetError, match="either"):
+    with pytest.raises(BudgetError, match="exactly one"):
+        Budget(uniform_steps=2, examples=100)
+    with pytest.raises(BudgetError, match="exactly one"):
         Budget()
+    with pytest.raises(BudgetError, match="not an amount of FLOPs"):
+        Budget(examples=100).to_flops(UniformStep.of(CostModel(TOWERS), 256))
+
+
+def test_an_examples_budget_stops_every_strategy_at_the_same_examples() -> None:
+    """1000 examples at b = 256: three steps of 256 fit (768), a fourth would pass the budget,
+    whatever each step costs in FLOPs; the FLOPs are still charged."""
+    cost = CostModel(TOWERS)
+    unit = UniformStep.of(cost, 256)
+    spent = {}
+    for name, (needs, plan), shape in [
+        ("uniform", UNIFORM, BatchShape(256, 256)),
+        ("learner", LEARNER_SCORED, B_AT_08),
+    ]:
+        step = cost.step_cost(needs, plan, shape)
+        ledger = Budget.parse("1000 examples").ledger(unit, 256)
+        fractions = []
+        while ledger.fits(step):
+            fractions.append(ledger.fraction_after(step))
+            ledger.charge(step)
+        assert (ledger.steps, ledger.used, ledger.remaining, ledger.unit) == (3, 768, 232, "example")
+        assert fractions == [256 / 1000, 512 / 1000, 768 / 1000]  # the schedule's clock: examples
+        spent[name] = ledger.total
+    assert spent["learner"] == spent["uniform"] * 8 // 3  # (B/b + 3)/3 at f = 0.8: FLOPs differ
+
+
+def test_an_examples_ledger_resumes_only_with_the_same_budget() -> None:
+    ledger = Ledger(budget_examples=1000, batch_size=100)
+    ledger.charge(StepCost(training=7))
+    state = json.loads(json.dumps(ledger.state_dict()))
+    resumed = Ledger(budget_examples=1000, batch_size=100)
+    resumed.load_state_dict(state)
+    assert resumed.used == 100 and resumed.total == 7
+    with pytest.raises(BudgetError, match="1000 examples"):
+        Ledger(1000).load_state_dict(state)
+    with pytest.raises(BudgetError, match="batch size"):
+        Ledger(budget_examples=1000)
 
 
 def test_the_ledger_stops_when_the_next_step_does_not_fit() -> None:

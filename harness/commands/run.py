@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
 from harness.workdir import add_work_argument, work_dir
 
 DESCRIPTION = """\
-Run a suite: build its data and train its reference if missing, run every (strategy, parameters,
-seed) to the suite's FLOP budget, and render the leaderboard (Markdown, CSV, HTML, figures) into
-WORK/leaderboards/SUITE. Rerunning skips complete runs and resumes the one in flight; a failed run
-is recorded with its error and the suite goes on. `jestbench publish SUITE` copies the leaderboard
-into results/.
+Run a suite: build its data and train its references if missing, run every (strategy, parameters,
+reference, seed) to its section's budget (FLOPs, or trained examples on the equal-examples track),
+and render the leaderboard (Markdown, CSV, HTML, figures) into WORK/leaderboards/SUITE; a suite with
+sections renders one per section into WORK/leaderboards/SUITE/SECTION beside an index (README.md).
+Rerunning skips complete runs and resumes the one in flight; a failed run is recorded with its error
+and the suite goes on, and the command then exits with status 1, naming each failed run.
+`jestbench publish SUITE` copies the leaderboards into results/.
 
-SUITE is a built-in suite (quick: every strategy once, minutes; full: three seeds, the committed
-leaderboard) or a suite TOML file of your own (docs/SUITES.md).
+SUITE is a built-in suite (quick: every strategy once, minutes; full: the committed leaderboards, a
+few hours on 2 cores with --jobs 2) or a suite TOML file of your own (docs/SUITES.md).
 """
 
 
@@ -40,7 +43,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness.leaderboard import build_leaderboard, ranking
     from harness.results import read_runs
-    from harness.runner import run_suite
+    from harness.runner import describe_run, run_suite
     from harness.suites import load_suite
 
     suite = load_suite(args.suite)
@@ -50,10 +53,20 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"suite {suite.name}: {len(result.run_ids)} runs in {minutes:.1f} min ({len(result.skipped)} were already complete)"
     )
-    if result.leaderboard is not None:
-        for line in ranking(build_leaderboard(read_runs(work, result.run_ids))):
+    for name, board in result.leaderboards.items():
+        if board is None:
+            print(f"section {name}: no run completed, no leaderboard")
+            continue
+        if suite.sectioned:
+            print(f"section {name}:")
+        run_ids = json.loads(board.manifest.read_text())["runs"]
+        for line in ranking(build_leaderboard(read_runs(work, [r["run_id"] for r in run_ids]))):
             print(line)
-        print(f"leaderboard: {result.leaderboard.markdown}  (and .html, .csv, figures/)")
+        print(f"leaderboard: {board.markdown}  (and .html, .csv, figures/)")
+    if result.index is not None:
+        print(f"sections: {result.index}")
     for run_id, error in result.failed.items():
-        print(f"failed: {run_id}: {error}")
+        print(f"failed: {describe_run(result.configs[run_id])}: run {run_id}: {error}")
+    if result.failed:
+        print(f"{len(result.failed)} of {len(result.run_ids)} runs failed; rerun the suite to retry them")
     return 1 if result.failed else 0

@@ -14,8 +14,9 @@ Train a learner on the raw pool with one selection strategy until the next step 
 budget, evaluating on the val and eval splits at a cadence and at the end. The run is keyed by its
 config hash: rerunning the same command resumes it from its last checkpoint (or reports it done).
 
-The budget is in FLOPs (--budget 2e12) or in uniform-equivalent steps (--budget-steps 1000: what
-1000 steps of uniform at this b cost). Strategies that need reference embeddings use the reference
+The budget is in FLOPs (--budget 2e12), in uniform-equivalent steps (--budget-steps 1000: what
+1000 steps of uniform at this b cost) or in trained examples (--budget-examples 128000: every
+strategy stops after the same examples whatever its FLOPs, which are still counted). Strategies that need reference embeddings use the reference
 trained on this dataset (`jestbench reference train`), or the one --reference names.
 """
 
@@ -42,6 +43,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     budget.add_argument(
         "--budget-steps", type=float, metavar="N", help="budget in uniform-equivalent steps (default 1000)"
+    )
+    budget.add_argument(
+        "--budget-examples",
+        type=int,
+        metavar="N",
+        help="budget in trained examples: stop before the step that would pass N (equal-examples track)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the model, data order and selection (default 0)"
@@ -134,7 +141,11 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
     reference = args.reference
     if needs.reference and reference is None:
         reference = find_reference(work, dataset, args.preset)
-    budget = f"{args.budget} flops" if args.budget is not None else f"{args.budget_steps or 1000} steps"
+    budget = f"{args.budget_steps or 1000} steps"
+    if args.budget is not None:
+        budget = f"{args.budget} flops"
+    elif args.budget_examples is not None:
+        budget = f"{args.budget_examples} examples"
     return RunConfig(
         dataset=str(dataset.root),
         dataset_id=dataset.content_id,
@@ -178,6 +189,7 @@ def summarise(run: Any) -> str:
         )
         lines.append(
             f"  {row['split']}: {metrics} | {row['examples_seen']} examples, {row['epochs']:.2f} epochs, "
-            f"{row['flops_spent']:.3g} FLOPs of {row['budget_flops']:.3g}"
+            f"{row['flops_spent']:.3g} FLOPs"
+            + (f" of {row['budget_flops']:.3g}" if row["budget_flops"] is not None else "")
         )
     return "\n".join(lines)

@@ -117,6 +117,13 @@ def _facts(board: Leaderboard) -> list[tuple[str, str]]:
     """The header: what every number rests on, stated once."""
     table = board.table
     budget = _common(table["budget_flops"])
+    asked = _common(table["budget"])
+    if budget not in (None, "nan"):
+        budget_line = f"{flops(float(budget)).text} FLOPs per run (asked as {asked or 'different budgets'})"
+    elif asked and asked.endswith("examples"):  # the equal-examples track: no FLOP amount
+        budget_line = f"{asked} trained per run, whatever each spent in FLOPs"
+    else:
+        budget_line = "differs between configurations (see the budget column)"
     seeds = sorted({int(s) for seeds in table["seeds"] for s in seeds.split()})
     counts = sorted(set(table["n_seeds"]))
     dataset = _common(table["dataset"] + " (content id " + table["dataset_id"] + ")")
@@ -128,12 +135,7 @@ def _facts(board: Leaderboard) -> list[tuple[str, str]]:
             "counted by fvcore: 1 multiply-add = 1 FLOP. A training step costs 3x the forward pass; "
             "scoring passes and score products are charged to the budget; evaluation is not.",
         ),
-        (
-            "Budget",
-            f"{flops(float(budget)).text} FLOPs per run (asked as {_common(table['budget']) or 'different budgets'})"
-            if budget
-            else "differs between configurations (see the budget column)",
-        ),
+        ("Budget", budget_line),
         ("Seeds", f"{', '.join(map(str, seeds))}; per configuration n = {', '.join(map(str, counts))}"),
         ("Dataset", dataset or "differs between configurations (see the dataset column)"),
         ("Preset", _common(table["preset"]) or "differs between configurations (see the preset column)"),
@@ -182,6 +184,21 @@ WHAT_IT_SHOWS = (
     "wall-clock speed (listed for reference only: it depends on the machine); with one seed there is "
     "no interval and no test."
 )
+# The same for a leaderboard whose runs all had a budget in trained examples (the equal-examples track).
+WHAT_IT_SHOWS_EXAMPLES = (
+    "Every configuration trained on the same number of examples, whatever its steps cost in FLOPs, and "
+    "is ranked by its final score on held-out data (the JEST paper's Fig. 2-3 axis). A strategy that "
+    "ranks high here may still lose at equal FLOPs: its FLOPs columns say what it spent. The table does "
+    "not show other budgets, datasets or model sizes, wall-clock speed (listed for reference only: it "
+    "depends on the machine), or differences smaller than the intervals; with one seed there is no "
+    "interval at all."
+)
+
+
+def what_it_shows(board: Leaderboard) -> str:
+    """The paragraph saying what the table shows: for equal FLOPs, or for equal trained examples."""
+    examples = board.table["budget"].astype(str).str.endswith("examples").all()
+    return WHAT_IT_SHOWS_EXAMPLES if examples else WHAT_IT_SHOWS
 
 
 def _left_out(results: Results) -> pd.DataFrame:
@@ -214,7 +231,7 @@ def markdown(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, n
     if note:
         lines += [f"*{note}*", ""]
     lines += [f"- **{name}**: {text}" for name, text in _facts(board)]
-    lines += ["", WHAT_IT_SHOWS, ""]
+    lines += ["", what_it_shows(board), ""]
     sections = _sections(board.table)
     records = [row for _, row in board.table.iterrows()]
     for section in sections:
@@ -359,7 +376,7 @@ def html_page(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, 
         '<dl class="facts">' + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _facts(board)) + "</dl>"
     )
     parts.append(
-        f"<p>{e(WHAT_IT_SHOWS)}</p><p>Click a column header to sort by it; hover it for what it means.</p>"
+        f"<p>{e(what_it_shows(board))}</p><p>Click a column header to sort by it; hover it for what it means.</p>"
     )
     for section in sections:
         parts += [

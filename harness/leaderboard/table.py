@@ -73,6 +73,7 @@ COST_COLUMNS = (
 _STRATEGY_FIELDS = (
     "config.strategy",
     "config.tuned",
+    "config.pool",
     "config.params",
     "config.filter_ratio",
     "config.reference",
@@ -85,6 +86,7 @@ _STRATEGY_FIELDS = (
 _SHOWN_FIELDS = (
     "config.strategy",
     "config.tuned",
+    "config.pool",
     "config.params",
     "config.filter_ratio",
     "config.reference",
@@ -131,10 +133,15 @@ def is_baseline(strategy: str, params: str, filter_ratio: float) -> bool:
 
 
 def strategy_label(row: Mapping[str, Any] | pd.Series) -> str:
-    """The strategy as a leaderboard shows it: ``jest``, or ``jest [tuned: STUDY]`` for a study's best
-    point re-run at fresh seeds (``jestbench tune --rerun-best``)."""
+    """The strategy as a leaderboard shows it: ``jest``, ``jest [tuned: STUDY]`` for a study's best
+    point re-run at fresh seeds (``jestbench tune --rerun-best``), ``jest [reference 1a2b3c4d]`` where
+    the leaderboard holds runs against several references (the reference hash's start), or ``uniform
+    [clean-only oracle]`` for a run offered only the pool's clean pairs (``RunConfig.pool``)."""
     tuned = row.get("tuned")
-    return f"{row['strategy']} [tuned: {tuned}]" if tuned else str(row["strategy"])
+    label = f"{row['strategy']} [tuned: {tuned}]" if tuned else str(row["strategy"])
+    if row.get("reference_tag"):  # the leaderboard holds runs against several references
+        label += f" [reference {row['reference_tag']}]"
+    return f"{label} [clean-only oracle]" if row.get("pool") == "clean" else label
 
 
 def describe_params(params: str) -> str:
@@ -199,9 +206,11 @@ def _configuration(finals: pd.DataFrame, other: list[str]) -> dict[str, Any]:
     first = finals.iloc[0]
     score = Interval.of(finals["mean"].tolist())
     tuned = first.get("config.tuned")
+    pool = first.get("config.pool")
     return {
         "strategy": first["strategy"],
         "tuned": tuned if isinstance(tuned, str) else "",
+        "pool": pool if isinstance(pool, str) else "all",
         "params": describe_params(first["params"]),
         "f_nominal": first["config.filter_ratio"],
         "f": first["f"],
@@ -367,11 +376,15 @@ def build_leaderboard(results: Results, *, split: str = EVAL_SPLIT) -> Leaderboa
         key
         for key, f in finals.items()
         if is_baseline(f.iloc[0]["strategy"], f.iloc[0]["params"], f.iloc[0]["f"])
+        and f.iloc[0].get("config.pool") != "clean"  # the oracle is compared with uniform, not one
     ]
     entries = []
+    several_references = rows["config.reference"].dropna().nunique() > 1
     for key in groups:
         baseline = next((b for b in baselines if setting[b] == setting[key]), None)
         entry = _configuration(finals[key], other)
+        reference = entry["reference"]
+        entry["reference_tag"] = reference[:8] if several_references and isinstance(reference, str) else ""
         entry |= _speedups(curves[key], curves[baseline] if baseline else None)
         entry["baseline"] = baseline or ""
         entry["family"] = _family(finals[key], config_columns)
