@@ -25,7 +25,7 @@ from harness.finite import require_finite
 from harness.flops import ModelFlops, model_flops
 from harness.losses import sigmoid_loss
 from harness.models import DualEncoder, build_model
-from harness.reference_store import load_reference_model, load_reference_record
+from harness.reference_store import check_reference_cache, load_reference_model, load_reference_record
 from harness.runconfig import OptimConfig, RunConfig, TrainingError
 from harness.view import EmbeddingView
 from strategies import Embeddings, TrainingPlan, ValidatedStrategy, default_registry
@@ -179,9 +179,12 @@ class Stepper:
             raise TrainingError(
                 f"strategy {self.config.strategy!r} needs reference embeddings and this run names no "
                 f"reference; train one with `jestbench reference train --data {self.config.dataset}` "
-                "and pass its hash with --reference"
+                "and pass its id with --reference"
             )
-        return load_reference_record(self.work_dir, self.config.reference)
+        record = load_reference_record(self.work_dir, self.config.reference)
+        if self.config.reference_cached:
+            check_reference_cache(self.dataset, record)
+        return record
 
     def _reference_model(self) -> DualEncoder | None:
         if self.reference is None or self.config.reference_cached:

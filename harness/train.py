@@ -109,9 +109,11 @@ class Run(Stepper):
 
     def _row(self, evaluation: Evaluation, pool_size: int) -> dict[str, Any]:
         c, p, spent = self.config, self.progress, self.ledger.spent
-        one_off = 0
+        one_off, reference_score, reference_seed = 0, None, None
         if self.reference is not None:
             one_off = int(self.reference["training_flops"]) + int(self.reference["pool_embedding_flops"])
+            reference_score = self.reference["scores"].get(evaluation.split, {}).get("mean")
+            reference_seed = self.reference["seed"]
         row: dict[str, Any] = {
             "run_id": c.run_id,
             "strategy": c.strategy,
@@ -136,6 +138,8 @@ class Run(Stepper):
             "flops_spent": self.ledger.total,
             "flops_reference_one_off": one_off,
             "flops_all_in": self.ledger.total + one_off,
+            "reference_score": reference_score,
+            "reference_seed": reference_seed,
             "flops_evaluation": self.ledger.evaluation_flops,
             "wall_time": p.wall_time,
             "loss": p.loss_sum / p.loss_steps if p.loss_steps else float("nan"),

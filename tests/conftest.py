@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from filelock import FileLock
 
 from harness.data import Dataset, build_dataset, open_dataset
 from harness.data.build import TINY_SIZES
+from harness.reference_store import find_reference, load_reference_record
 
 torch.set_num_threads(1)
 
@@ -44,7 +44,7 @@ class Learning:
         work.mkdir(parents=True)
         (work / "references").symlink_to(self.work_dir / "references")
         (work / "models").mkdir()
-        weights = f"{self.reference['hash']}.pt"
+        weights = f"{self.reference['config_hash']}.pt"
         (work / "models" / weights).symlink_to(self.work_dir / "models" / weights)
         return work
 
@@ -83,6 +83,6 @@ def learning(tmp_path_factory: pytest.TempPathFactory) -> Learning:
             train_reference(config, root / "work", show_progress=False)
             (root / "done").touch()
     dataset = open_dataset(root / "shapes")
-    config = reference_config(dataset, **LEARN_REFERENCE)
-    record = json.loads((root / "work" / "references" / config.run_id / "reference.json").read_text())
-    return Learning(dataset, root / "work", record)
+    work = root / "work"
+    record = load_reference_record(work, find_reference(work, dataset, LEARN_REFERENCE["preset"]))
+    return Learning(dataset, work, record)

@@ -64,6 +64,7 @@ def test_a_run_spends_its_budget_and_stops_before_exceeding_it(learning: Learnin
         # 150 uniform-equivalent steps of uniform are exactly 150 steps.
         assert run.summary["steps"] == 150
         assert final["flops_scoring"] == 0 and final["flops_all_in"] == spent
+        assert final["reference_score"] is None and final["reference_seed"] is None
     else:
         # A learner-scored step at f = 0.8 costs (B/b + 3)/3 = 2.67 uniform steps, plus pairwise products.
         assert run.summary["steps"] == ledger["budget_flops"] // step < 150 / 2.6
@@ -72,6 +73,9 @@ def test_a_run_spends_its_budget_and_stops_before_exceeding_it(learning: Learnin
             final["flops_all_in"]
             == spent + learning.reference["training_flops"] + learning.reference["pool_embedding_flops"]
         )
+        # The reference's own score on the row's split, for the leaderboard to show beside the learner's.
+        assert final["reference_score"] == learning.reference["scores"]["eval"]["mean"]
+        assert final["reference_seed"] == learning.reference["seed"] == 0
 
 
 def test_the_loss_falls_and_logit_scale_and_bias_move(learning: Learning, tmp_path: Path):

@@ -28,8 +28,10 @@ examples:
   jestbench data build byo --out DIR --curated 'c/{000..003}.tar' --raw 'r/{000..099}.tar' --eval 'e/000.tar'
       [--classes classes.toml] [--prompt-template 'a photo of a {}' ...]
 
-The raw pool's noise (shapes, fashion-mnist): clean 35%, redundant 15% (near-copies of 20 source
-images), mismatched 25%, uninformative 15%, unlearnable 10%. The curated, val and eval splits are clean.
+The raw pool's noise (shapes, fashion-mnist): clean 35%, redundant 15% (groups of 4 near-copies of one
+image), mismatched 25%, uninformative 15%, unlearnable 10%. The curated, val and eval splits are clean.
+shapes-v1 is the earlier setting, kept as an ablation: redundant copies of only 20 images and a
+curated split of 4,000 from the pool's own distribution (docs/DATA.md, "Data settings").
 """
 
 
@@ -73,6 +75,7 @@ def register(subparsers: Any) -> None:
 
 def _register_build(commands: Any) -> None:
     from harness.data.arguments import add_byo_arguments
+    from harness.data.build import builtin_names
     from harness.data.tokenizer import DEFAULT_MIN_FREQUENCY, DEFAULT_VOCAB_SIZE
 
     build = commands.add_parser(
@@ -83,12 +86,13 @@ def _register_build(commands: Any) -> None:
         epilog=BUILD_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    build.add_argument("name", choices=("shapes", "fashion-mnist", "byo"), help="which dataset")
+    build.add_argument("name", choices=(*builtin_names(), "byo"), help="which dataset")
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to write (created)")
     build.add_argument("--force", action="store_true", help="replace --out if it exists")
     build.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     sizes = build.add_argument_group(
-        "sizes (built-in datasets; defaults: shapes 4000/40000/2000/2000, fashion-mnist 5000/53000/2000/10000)"
+        "sizes (built-in datasets; defaults: shapes 2000/40000/2000/2000, shapes-v1 4000/40000/2000/2000, "
+        "fashion-mnist 5000/53000/2000/10000)"
     )
     for split in ("curated", "raw", "val", "eval"):
         sizes.add_argument(f"--{split}-size", type=int, metavar="N", help=f"samples in the {split} split")
@@ -105,7 +109,8 @@ def _register_build(commands: Any) -> None:
         default=[],
         metavar="KIND=RATE",
         help="set one rate (repeatable): redundant, mismatched, uninformative, unlearnable; clean takes "
-        "the rest. redundant_sources=N sets how many images the redundant copies are made from",
+        "the rest. redundant_copies=N sets the copies of each image (default 4); redundant_sources=N "
+        "instead draws every copy's image from N images (shapes-v1: 20)",
     )
     text = build.add_argument_group("captions")
     text.add_argument(
@@ -147,9 +152,8 @@ def run_build(args: argparse.Namespace) -> int:
 
     from harness.data import LeftOut, build_byo, build_dataset
     from harness.data.arguments import byo_class_options
-    from harness.data.build import TINY_SIZES
+    from harness.data.build import TINY_SIZES, get_builtin
     from harness.data.byo import ByoConfig
-    from harness.data.noise import NoiseConfig
 
     started = time.perf_counter()
     if args.name == "byo":
@@ -184,7 +188,7 @@ def run_build(args: argparse.Namespace) -> int:
             "vocab_size": args.vocab_size,
             "min_frequency": args.min_frequency,
             "context_length": args.context_length,
-            "noise": NoiseConfig().with_assignments(args.noise),
+            "noise": get_builtin(args.name).defaults.noise.with_assignments(args.noise),
             "source": args.source,
         }
         if args.tiny:

@@ -11,9 +11,11 @@ from harness.workdir import add_threads_argument, add_work_argument, set_threads
 
 DESCRIPTION = """\
 Train the reference model on the curated split (uniform sampling, the same training loop), save it
-under WORK/references/HASH, and cache its embeddings of the whole raw pool beside the dataset, where
-learner runs read them (JEST paper A.5). The hash is the reference config's: rerunning reuses it.
-Prints the reference's scores, its training FLOPs and the pool-embedding FLOPs.
+under WORK/references/ID, score it on val and eval, and cache its embeddings of the whole raw pool
+beside the dataset, where learner runs read them (JEST paper A.5). A reference is a random variable:
+its ID is its config's hash (seed included) and a hash of its trained weights, so two seeds, or one
+seed trained on two machines, are two references. Rerunning the same config reuses its training run.
+Prints the ID, the reference's own scores, its training FLOPs and the pool-embedding FLOPs.
 """
 
 DEFAULT_STEPS = 1000
@@ -37,7 +39,9 @@ def register(subparsers: Any) -> None:
     budget.add_argument(
         "--budget-steps", type=float, metavar="N", help=f"training steps (default {DEFAULT_STEPS})"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the reference's init and data order (default 0)"
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_optim_arguments(parser)
     add_work_argument(parser)
@@ -66,10 +70,10 @@ def run(args: argparse.Namespace) -> int:
         optim=optim_from_args(args),
     )
     record = train_reference(config, work, show_progress=not args.quiet)
-    scores = record["scores"].get("val", {})
-    shown = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in scores.items())
-    print(f"reference {record['hash']} (preset {args.preset}) on {dataset.root}")
-    print(f"  val: {shown}")
+    print(f"reference {record['hash']} (preset {args.preset}, seed {record['seed']}) on {dataset.root}")
+    for split, scores in record["scores"].items():
+        shown = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in scores.items())
+        print(f"  {split}: {shown}")
     print(
         f"  training: {record['training_flops']:.3g} FLOPs over {record['training_examples']} examples; "
         f"embedding the pool of {record['pool_size']}: {record['pool_embedding_flops']:.3g} FLOPs"

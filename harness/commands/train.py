@@ -17,7 +17,8 @@ config hash: rerunning the same command resumes it from its last checkpoint (or 
 The budget is in FLOPs (--budget 2e12), in uniform-equivalent steps (--budget-steps 1000: what
 1000 steps of uniform at this b cost) or in trained examples (--budget-examples 128000: every
 strategy stops after the same examples whatever its FLOPs, which are still counted). Strategies that need reference embeddings use the reference
-trained on this dataset (`jestbench reference train`), or the one --reference names.
+trained on this dataset (`jestbench reference train`): the one --reference names, or the only one
+at --reference-seed, or the only one there is (several are an error that lists them).
 """
 
 
@@ -53,8 +54,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the model, data order and selection (default 0)"
     )
+    parser.add_argument("--reference", metavar="ID", help="reference whose cached embeddings score the pool")
     parser.add_argument(
-        "--reference", metavar="HASH", help="reference whose cached embeddings score the pool"
+        "--reference-seed",
+        type=int,
+        metavar="N",
+        help="without --reference: the reference trained on this data and preset with seed N",
     )
     parser.add_argument(
         "--uncached-reference",
@@ -140,7 +145,7 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
     needs = built.needs
     reference = args.reference
     if needs.reference and reference is None:
-        reference = find_reference(work, dataset, args.preset)
+        reference = find_reference(work, dataset, args.preset, args.reference_seed)
     budget = f"{args.budget_steps or 1000} steps"
     if args.budget is not None:
         budget = f"{args.budget} flops"

@@ -120,7 +120,7 @@ def _tuning_from_options(args: argparse.Namespace, storage: str, heartbeat: int)
     reference = base.reference
     if reference is None and space.needs_reference():
         reference = args.reference or find_reference(
-            work_dir(args), open_dataset(Path(base.dataset)), base.preset
+            work_dir(args), open_dataset(Path(base.dataset)), base.preset, args.reference_seed
         )
     base = dataclasses.replace(base, eval_splits=(TUNING_SPLIT,))
     return Tuning(

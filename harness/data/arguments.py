@@ -1,7 +1,8 @@
 """The data options every command that trains or evaluates takes, and the dataset they name.
 
-``--data DIR`` opens a built dataset; ``--data NAME`` (a built-in: ``shapes``, ``fashion-mnist``)
-builds it with default options into ``WORK/datasets/NAME`` on first use; ``--curated/--raw/--eval``
+``--data DIR`` opens a built dataset; ``--data NAME`` (a built-in: ``shapes``, ``shapes-v1``,
+``fashion-mnist``) builds it with default options into ``WORK/datasets/NAME`` on first use (and again
+when the built-in's defaults have changed since); ``--curated/--raw/--eval``
 (and optionally ``--val``) shard patterns make a bring-your-own dataset in ``WORK/datasets/byo-HASH``,
 remade when the patterns, options or shards change. Without any of them the default is ``shapes``.
 Builds are guarded by a file lock, so parallel runs build once.
@@ -148,14 +149,19 @@ def open_data(
     data = data or DEFAULT_DATA
     if Path(data).is_dir():
         return open_dataset(data)
-    from harness.data.build import build_dataset, builtin_names
+    from harness.data.build import build_dataset, builtin_names, get_builtin
 
     if data not in builtin_names():
         raise DataError(
             f"--data {data!r} is neither a dataset directory nor a built-in dataset ({', '.join(builtin_names())})"
         )
     out = work_dir / "datasets" / data
-    return _locked(out, lambda: build_dataset(data, out, force=True))
+    defaults = get_builtin(data).defaults.to_dict()
+    return _locked(
+        out,
+        lambda: build_dataset(data, out, force=True),
+        lambda dataset: dataset.manifest["config"] == defaults,
+    )
 
 
 def _byo(

@@ -27,6 +27,7 @@ from harness.data.noise import (
     NO_NOISE,
     NoiseConfig,
     assign_kinds,
+    copy_groups,
     near_copy,
     noise_image,
     uninformative_caption,
@@ -129,9 +130,9 @@ class Builtin:
 
 def _builtins() -> dict[str, Builtin]:
     from harness.data.fashion_mnist import FASHION_MNIST
-    from harness.data.shapes import SHAPES
+    from harness.data.shapes import SHAPES, SHAPES_V1
 
-    return {b.name: b for b in (SHAPES, FASHION_MNIST)}
+    return {b.name: b for b in (SHAPES, SHAPES_V1, FASHION_MNIST)}
 
 
 def builtin_names() -> tuple[str, ...]:
@@ -161,7 +162,7 @@ def _build(builtin: Builtin, out: Path, config: BuildConfig, *, force: bool) -> 
 
     with staging_directory(out, force=force) as tmp:
         source = builtin.make_source(config)
-        sources = _redundant_sources(source, config)
+        redundancy = _redundancy(source, config)
         total = sum(config.size(split) for split in SPLITS)
         captions: dict[str, list[str]] = {}
         splits: dict[str, dict[str, Any]] = {}
@@ -169,15 +170,11 @@ def _build(builtin: Builtin, out: Path, config: BuildConfig, *, force: bool) -> 
         with tqdm(total=total, desc=f"build {builtin.name}", unit="sample", disable=None) as bar:
             for split in SPLITS:
                 n = config.size(split)
-                kinds = assign_kinds(
-                    n,
-                    config.noise if split == "raw" else NO_NOISE,
-                    sample_rng(config.seed, split, 0, _KINDS_STREAM),
-                )
+                kinds = _kinds(config, split)
                 writer = ShardWriter(tmp / split, split, config.shard_size)
                 captions[split] = []
                 for number, kind in enumerate(kinds):
-                    sample = _noisy(source, split, n, number, kind, sources, config.seed)
+                    sample = _noisy(source, split, n, number, kind, redundancy, config.seed)
                     writer.write(f"{split}-{number:07d}", _fields(sample, kind, source.class_names))
                     captions[split].append(sample.caption)
                     bar.update()
@@ -236,22 +233,48 @@ def _fields(sample: CleanSample, kind: str, class_names: list[str]) -> dict[str,
     }
 
 
-def _redundant_sources(source: Source, config: BuildConfig) -> list[CleanSample]:
-    """The few raw-pool images that redundant samples are near-copies of."""
+def _kinds(config: BuildConfig, split: str) -> list[str]:
+    """The noise kind of each sample of ``split`` (the raw pool's noise; the other splits are clean)."""
+    noise = config.noise if split == "raw" else NO_NOISE
+    return assign_kinds(config.size(split), noise, sample_rng(config.seed, split, 0, _KINDS_STREAM))
+
+
+@dataclass(frozen=True)
+class _Redundancy:
+    """The images the raw pool's redundant samples are near-copies of, and which one each copies:
+    its group's (``group_of``), or, with ``group_of`` None (``shapes-v1``), one drawn at random."""
+
+    images: list[CleanSample]
+    group_of: dict[int, int] | None
+
+    def image_of(self, index: int, rng: np.random.Generator) -> int:
+        if self.group_of is None:
+            return int(rng.integers(len(self.images)))
+        return self.group_of[index]
+
+
+def _redundancy(source: Source, config: BuildConfig) -> _Redundancy:
+    """Groups of ``redundant_copies`` redundant samples, each group copying the clean sample at its
+    first position; or (``redundant_sources``) a few raw-pool images that every copy draws from."""
     rng = sample_rng(config.seed, "raw", 0, _SOURCES_STREAM)
-    count = min(config.noise.redundant_sources, config.raw_size)
-    chosen = rng.choice(config.raw_size, size=count, replace=False)
-    return [source.sample("raw", int(i)) for i in chosen]
+    scheme, number = config.noise.redundant_scheme
+    if scheme == "sources":
+        chosen = rng.choice(config.raw_size, size=min(number, config.raw_size), replace=False)
+        return _Redundancy([source.sample("raw", int(i)) for i in chosen], None)
+    positions = [i for i, kind in enumerate(_kinds(config, "raw")) if kind == "redundant"]
+    groups = copy_groups(positions, number, rng)
+    group_of = {position: g for g, group in enumerate(groups) for position in group}
+    return _Redundancy([source.sample("raw", group[0]) for group in groups], group_of)
 
 
 def _noisy(
-    source: Source, split: str, n: int, index: int, kind: str, sources: list[CleanSample], seed: int
+    source: Source, split: str, n: int, index: int, kind: str, redundancy: _Redundancy, seed: int
 ) -> CleanSample:
     """Sample ``index`` of the ``n`` of ``split`` with noise ``kind`` applied (noise.py describes the kinds)."""
     rng = sample_rng(seed, split, index, _NOISE_STREAM)
     if kind == "redundant":
-        original = int(rng.integers(len(sources)))
-        copied = sources[original]
+        original = redundancy.image_of(index, rng)
+        copied = redundancy.images[original]
         attributes = {**copied.attributes, "copy_of": original}
         return CleanSample(near_copy(copied.image, rng), copied.caption, copied.label, attributes)
     if kind == "unlearnable":
