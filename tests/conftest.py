@@ -21,7 +21,7 @@ torch.set_num_threads(1)
 
 # A dataset on which the tiny preset learns measurably in seconds, and the reference trained on it.
 LEARN_SIZES = {"curated_size": 800, "raw_size": 3000, "val_size": 400, "eval_size": 400, "shard_size": 500}
-LEARN_REFERENCE = {"preset": "tiny", "budget": "600 steps", "batch_size": 64, "seed": 0}
+LEARN_REFERENCE = {"preset": "tiny", "budget": "1000 steps", "batch_size": 64, "seed": 0}
 
 
 def _session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -71,7 +71,7 @@ def tiny_copy(tiny_dataset: Dataset, tmp_path: Path) -> Dataset:
 
 @pytest.fixture(scope="session")
 def learning(tmp_path_factory: pytest.TempPathFactory) -> Learning:
-    """``shapes`` at LEARN_SIZES and a ``tiny`` reference trained on its curated split (600 steps),
+    """``shapes`` at LEARN_SIZES and a ``tiny`` reference trained on its curated split (1,000 steps),
     built once per session behind a file lock. Read-only: runs go to ``private_work_dir``."""
     from harness.reference import reference_config, train_reference
 
