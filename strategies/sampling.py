@@ -52,8 +52,12 @@ def joint_sample(
     ``M = gain · scores`` (paper Eq. 1's conditional learnability of ``i`` given the chosen set). The
     running sums take only the newest chunk's rows and columns from the view, so selection costs
     O(B·b) and never needs ``M`` whole.
+
+    Raises:
+        ValueError: ``b < 1``, ``N < 1`` or ``N`` not dividing ``b`` (chunks of ``⌊b/N⌋`` would return
+            fewer than ``b`` indices without a word).
     """
-    chunk = batch_size // n_chunks
+    chunk = _chunk_size(batch_size, n_chunks)
     logits = gain * view.scores(kind)
     picks: list[torch.Tensor] = []
     for c in range(n_chunks):
@@ -64,6 +68,16 @@ def joint_sample(
             logits = logits + gain * cross
             logits[pick] = float("-inf")
     return torch.cat(picks)
+
+
+def _chunk_size(batch_size: int, n_chunks: int) -> int:
+    """``b / N``, refused unless it is a whole positive number."""
+    if batch_size < 1 or n_chunks < 1 or batch_size % n_chunks:
+        raise ValueError(
+            f"joint sampling cannot draw b={batch_size} in n_chunks={n_chunks} equal chunks: give b >= 1 "
+            "and n_chunks >= 1 dividing b"
+        )
+    return batch_size // n_chunks
 
 
 def joint_sample_transcribed(
@@ -84,7 +98,7 @@ def joint_sample_transcribed(
     size = matrix.shape[0]
     is_sampled = torch.zeros(size, dtype=matrix.dtype)
     picks: list[torch.Tensor] = []
-    chunk = batch_size // n_chunks
+    chunk = _chunk_size(batch_size, n_chunks)
     for _ in range(n_chunks):
         logits_ij = (matrix * is_sampled[None, :]).sum(dim=1)
         logits_ji = (matrix * is_sampled[:, None]).sum(dim=0)

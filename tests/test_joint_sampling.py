@@ -207,3 +207,26 @@ def test_independent_strategies_take_the_top_b_of_their_score(name):
 
 def reference_losses(e: Embeddings) -> torch.Tensor:
     return -F.logsigmoid(e.scale * (e.image * e.text).sum(1) + e.bias)
+
+
+@pytest.mark.parametrize(("batch_size", "n_chunks"), [(205, 16), (3, 16), (0, 4), (8, 0)])
+def test_joint_sample_called_directly_refuses_a_chunk_count_that_does_not_divide_b(batch_size, n_chunks):
+    """A plugin author calling ``jestbench.joint_sample`` gets the error the jest wrapper gives, never
+    N·⌊b/N⌋ indices (192 for b = 205, N = 16; none for b = 3)."""
+    import jestbench
+
+    view = EmbeddingView(_random_embeddings(320, 8, 0), _random_embeddings(320, 8, 1))
+    with pytest.raises(
+        ValueError, match=rf"b={batch_size}\b.*n_chunks={n_chunks}\b|n_chunks={n_chunks}\b.*b={batch_size}\b"
+    ):
+        jestbench.joint_sample(
+            view, "learnability", batch_size, n_chunks, 1.0, torch.Generator().manual_seed(0)
+        )
+
+
+def test_joint_sample_called_directly_returns_b_distinct_indices_when_n_divides_b():
+    import jestbench
+
+    view = EmbeddingView(_random_embeddings(320, 8, 0), _random_embeddings(320, 8, 1))
+    index = jestbench.joint_sample(view, "learnability", 208, 16, 1.0, torch.Generator().manual_seed(0))
+    assert len(set(index.tolist())) == 208
