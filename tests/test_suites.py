@@ -161,3 +161,26 @@ def test_a_suite_killed_mid_run_completes_on_rerun_without_duplicates(tmp_path: 
         assert len(points) == len(set(points)) == 6  # evaluations 0, 1, 2 on val and eval, once each
         assert RunConfig.from_dict(run.config).run_id == run.run_id
     assert "mini suite" in (work / "leaderboards" / "mini" / "leaderboard.md").read_text()
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_threads_reaches_every_run(tmp_path: Path, learning: Learning, jobs: int):
+    """`jestbench run --threads N`: every run trains with N torch threads, in this process or in the
+    --jobs processes (whose default is the cores shared out: 1 each on 2 cores)."""
+    import torch
+
+    from harness.cli import main
+
+    suite = _suite_file(tmp_path / "suite.toml", learning).read_text()
+    suite = suite[: suite.index('[[strategies]]\nname = "jest"')]  # uniform alone: one run
+    (tmp_path / "suite.toml").write_text(suite)
+    work = learning.private_work_dir(tmp_path)
+    try:
+        argv = ["run", str(tmp_path / "suite.toml"), "--work", str(work), "--quiet", "--threads", "3"]
+        assert main([*argv, "--jobs", str(jobs)]) == 0
+    finally:
+        torch.set_num_threads(1)  # this xdist worker's count, as conftest set it
+    (path,) = (work / "runs").glob("*.json")
+    run = RunFile.load(path)
+    assert run.status == "complete"
+    assert {row["threads"] for row in run.rows} == {3}

@@ -157,6 +157,51 @@ def test_an_unreachable_storage_is_a_clear_error_naming_the_url_without_its_pass
     assert not (work / "runs").exists()
 
 
+def test_tune_help_says_that_without_f_the_filter_ratio_is_searched(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    start = text.index("--filter-ratio FILTER_RATIO, -f FILTER_RATIO")
+    help_f = text[start : text.index(" --", start + 10)]
+    assert "default 0.8" not in help_f and "searched" in help_f
+    assert "--param K=V, -p K=V" in text
+
+
+def test_param_fixes_a_parameter_and_takes_it_out_of_the_space(learning: Learning, tmp_path: Path):
+    """`-p k=v` (as `jestbench train` takes it) holds that parameter in every trial, without a suite
+    and over a suite's [tune] table."""
+    work = learning.private_work_dir(tmp_path)
+    storage = f"journal:{tmp_path / 'study.log'}"
+    run = ["--data", learning.dataset.root, "--reference", learning.reference["hash"], "--preset", "tiny"]
+    run += ["-b", "32", "--budget-steps", "20", "--eval-every", "1", "--storage", storage, "--work", work]
+    assert tune("--strategy", "jest", *run, "-p", "n_chunks=2", "-p", "score=easy", "--trials", "1") == 0
+    report = json.loads(next((work / "studies").glob("*/study.json")).read_text())
+    assert report["space"]["n_chunks"] == "fixed at 2" and report["space"]["score"] == "fixed at 'easy'"
+    assert report["space"]["gain"] == "log-uniform in [1, 10000]"  # still searched
+    assert report["best"]["point"]["params"]["n_chunks"] == 2
+
+    suite = write_suite(learning, tmp_path / "suite")  # its [tune] table fixes n_chunks at 4
+    setup = tuning_from_suite(
+        load_suite(str(suite)), "jest", work, storage=storage, params={"n_chunks": "8"}, show_progress=False
+    )
+    assert setup.tuning.space.describe()["n_chunks"] == "fixed at 8"
+
+
+@pytest.mark.parametrize(
+    ("param", "named"),
+    [("chunks=2", "'chunks' is not a parameter of jest"), ("n_chunks=3", "n_chunks = 3 cannot run at b=32")],
+)
+def test_a_bad_param_is_refused_before_any_trial(
+    learning: Learning, tmp_path: Path, capsys: pytest.CaptureFixture[str], param: str, named: str
+):
+    work = learning.private_work_dir(tmp_path)
+    run = ["--data", learning.dataset.root, "--reference", learning.reference["hash"], "--preset", "tiny"]
+    run += ["-b", "32", "--budget-steps", "20", "--work", work]
+    assert tune("--strategy", "jest", *run, "-p", param, "--trials", "1") == 2
+    assert named in capsys.readouterr().err
+    assert not (work / "runs").exists()
+
+
 def test_run_options_beside_a_suite_are_refused(
     learning: Learning, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):

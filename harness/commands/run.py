@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.workdir import add_work_argument, work_dir
+from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
 Run a suite: build its data and train its reference if missing, run every (strategy, parameters,
@@ -13,6 +13,9 @@ seed) to the suite's FLOP budget, and render the leaderboard (Markdown, CSV, HTM
 WORK/leaderboards/SUITE. Rerunning skips complete runs and resumes the one in flight; a failed run
 is recorded with its error and the suite goes on. `jestbench publish SUITE` copies the leaderboard
 into results/.
+
+--threads N gives every run (and the data build and reference training) N torch threads; without it,
+runs share the cores out (all of them with --jobs 1, cores / N each with --jobs N).
 
 SUITE is a built-in suite (quick: every strategy once, minutes; full: three seeds, the committed
 leaderboard) or a suite TOML file of your own (docs/SUITES.md).
@@ -34,6 +37,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_work_argument(parser)
+    add_threads_argument(parser)
     parser.set_defaults(handler=run)
 
 
@@ -43,9 +47,10 @@ def run(args: argparse.Namespace) -> int:
     from harness.runner import run_suite
     from harness.suites import load_suite
 
+    set_threads(args)
     suite = load_suite(args.suite)
     work = work_dir(args)
-    result = run_suite(suite, work, jobs=args.jobs, show_progress=not args.quiet)
+    result = run_suite(suite, work, jobs=args.jobs, threads=args.threads, show_progress=not args.quiet)
     minutes = result.seconds / 60
     print(
         f"suite {suite.name}: {len(result.run_ids)} runs in {minutes:.1f} min ({len(result.skipped)} were already complete)"

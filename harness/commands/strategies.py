@@ -32,11 +32,11 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def add_param_argument(parser: argparse.ArgumentParser) -> None:
+def add_param_argument(
+    parser: argparse.ArgumentParser, help: str = "strategy parameter (repeatable)"
+) -> None:
     """``--param k=v`` (repeatable): a strategy parameter, converted and checked by its declaration."""
-    parser.add_argument(
-        "--param", "-p", action="append", default=[], metavar="K=V", help="strategy parameter (repeatable)"
-    )
+    parser.add_argument("--param", "-p", action="append", default=[], metavar="K=V", help=help)
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:

@@ -20,8 +20,9 @@ trained on this dataset (`jestbench reference train`), or the one --reference na
 """
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that make a run config (shared with ``jestbench tune``)."""
+def add_run_arguments(parser: argparse.ArgumentParser, *, tuning: bool = False) -> None:
+    """The options that make a run config (shared with ``jestbench tune``, where ``tuning`` makes
+    the filter ratio searched unless given, and the seed the suite's first unless given)."""
     from harness.data import add_data_arguments
 
     add_data_arguments(parser)
@@ -33,8 +34,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--filter-ratio",
         "-f",
         type=float,
-        default=0.8,
-        help="f in [0, 1): B = round(b / (1 - f)) (default 0.8)",
+        default=None if tuning else 0.8,
+        help="f in [0, 1): B = round(b / (1 - f)); "
+        + ("held at F in every trial (default: searched)" if tuning else "(default 0.8)"),
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
@@ -44,7 +46,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--budget-steps", type=float, metavar="N", help="budget in uniform-equivalent steps (default 1000)"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the model, data order and selection (default 0)"
+        "--seed",
+        type=int,
+        default=None if tuning else 0,
+        help="seed of the model, data order and selection "
+        + ("(default: the suite's first seed, or 0)" if tuning else "(default 0)"),
     )
     parser.add_argument(
         "--reference", metavar="HASH", help="reference whose cached embeddings score the pool"
