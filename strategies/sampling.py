@@ -45,7 +45,7 @@ def joint_sample(
     gain: float,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Joint example selection, the JEST paper's Algorithm 1 made exact (DESIGN §3).
+    """Joint example selection, the JEST paper's Algorithm 1 made exact (docs/DESIGN.md §3).
 
     The first chunk of ``b/N`` is drawn without replacement with ``p_i ∝ exp(M_ii)``; every later chunk
     with ``p_i ∝ exp(M_ii + Σ_{j∈chosen} (M_ij + M_ji))`` over the candidates not yet chosen, where
@@ -92,7 +92,7 @@ def joint_sample_transcribed(
     As the paper writes it, each chunk recomputes ``logits_ij = (M * is_sampled[None, :]).sum(1)`` and
     ``logits_ji = (M * is_sampled[:, None]).sum(0)`` over the whole matrix: O(N·B²) time and O(B²)
     memory. It is the yardstick that :func:`joint_sample` must match index for index in float64 with
-    the same generator (DESIGN §3), and the baseline the selection benchmark times; never used to train.
+    the same generator (docs/DESIGN.md §3), and the baseline the selection benchmark times; never used to train.
     """
     matrix = gain * scores
     size = matrix.shape[0]

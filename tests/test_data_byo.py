@@ -179,3 +179,14 @@ def test_a_key_in_two_shards_of_a_split_is_refused(tmp_path: Path) -> None:
         BadSampleError, match=r"key 'raw000_0000': the key appears in another shard of split 'raw'"
     ):
         build_byo(tmp_path / "byo", ByoConfig(**{**found, "raw": found["raw"] + "::" + again}))
+
+
+def test_moved_own_shards_are_named_missing_where_the_dataset_expected_them(tmp_path: Path) -> None:
+    """The dataset references the user's shards where they were (docs/DATA.md): moved, each is named
+    by its old path when a split is read, not silently read as empty."""
+    dataset = build_byo(tmp_path / "byo", ByoConfig(**patterns(tmp_path / "mine")))
+    (tmp_path / "mine").rename(tmp_path / "moved")
+    with pytest.raises(BadSampleError) as refused:
+        next(iter(SuperBatchStream(open_dataset(dataset.root), "raw", 8, seed=0)))
+    for shard in ("raw-000.tar", "raw-001.tar"):
+        assert f"shard {tmp_path / 'mine' / shard}: missing (30 samples lost)" in str(refused.value)
