@@ -56,8 +56,9 @@ def test_every_design_citation_is_to_docs_design_and_to_a_section_it_has():
 
 
 def test_no_doc_points_at_a_design_file_outside_the_repository():
+    outside = "shared/" + "DESIGN"  # spelt apart, so that this file does not match itself
     for path in _tracked("*.py", "*.md", "*.toml", "*.ini"):
-        assert "shared/DESIGN" not in path.read_text(), path
+        assert outside not in path.read_text(), path
 
 
 def test_the_readme_gives_the_sampling_primitives_real_signatures():

@@ -22,6 +22,7 @@ running in another trial is not run again but failed as a repeat, and the worker
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import platform
@@ -93,6 +94,11 @@ class TrialRunFailed(UserError):
 
 class RepeatedPoint(UserError):
     """A draw whose run another trial has run or is running: the trial fails without running it."""
+
+
+def _not_a_repeat(record: logging.LogRecord) -> bool:
+    """Optuna logs every failed trial with its traceback; a repeat is announced in one line instead."""
+    return RepeatedPoint.__name__ not in record.getMessage()
 
 
 def parse_pruner(spec: str | Mapping[str, Any], source: str = "--pruner") -> dict[str, Any]:
@@ -194,9 +200,8 @@ def open_study(
         TuneError: a study of that name exists for another strategy, run or space.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # jestbench prints one line per trial
-    with storage_lock(
-        tuning.storage, _study_lock(tuning)
-    ):  # one command creates it and records what it tunes
+    # One command at a time creates the study and records what it tunes.
+    with storage_lock(tuning.storage, _study_lock(tuning)):
         study = optuna.create_study(
             storage=storage,
             study_name=tuning.study,
@@ -352,6 +357,9 @@ def run_worker(
     counted; return the numbers of every trial it made."""
     if threads is not None:
         torch.set_num_threads(threads)
+    optimize_log = logging.getLogger("optuna.study._optimize")  # where Optuna reports failed trials
+    if _not_a_repeat not in optimize_log.filters:
+        optimize_log.addFilter(_not_a_repeat)
     objective = Objective(tuning, f"{platform.node()}:{os.getpid()}/worker {worker}", seed)
     with storage_session(tuning.storage, heartbeat=tuning.heartbeat) as storage:
         study = open_study(tuning, storage, optuna.samplers.TPESampler(seed=seed))
