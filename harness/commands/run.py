@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_work_argument(parser)
-    add_threads_argument(parser)
+    add_threads_argument(parser, "torch's choice with --jobs 1, else the cores shared out between the jobs")
     parser.set_defaults(handler=run)
 
 

@@ -36,7 +36,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, tuning: bool = False) 
         type=float,
         default=None if tuning else 0.8,
         help="f in [0, 1): B = round(b / (1 - f)); "
-        + ("held at F in every trial (default: searched)" if tuning else "(default 0.8)"),
+        + ("held at this value in every trial (default: searched)" if tuning else "(default 0.8)"),
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
@@ -68,7 +68,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, tuning: bool = False) 
     )
     add_optim_arguments(parser)
     add_work_argument(parser)
-    add_threads_argument(parser)
+    if tuning:  # per worker
+        add_threads_argument(
+            parser, "torch's choice with --workers 1, else the cores shared out between them"
+        )
+    else:
+        add_threads_argument(parser)
 
 
 def add_optim_arguments(parser: argparse.ArgumentParser) -> None:
