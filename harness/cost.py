@@ -1,4 +1,4 @@
-"""The cost model of DESIGN §4: what one training step of a strategy costs, in FLOPs, by kind; the
+"""The cost model of docs/DESIGN.md §4: what one training step of a strategy costs, in FLOPs, by kind; the
 JEST paper's idealised figure beside it; the ledger that the training loop charges; and the one place
 where a budget in uniform-equivalent steps becomes FLOPs.
 
@@ -112,7 +112,7 @@ class CostModel:
     def step_cost(
         self, needs: Needs, training: TrainingPlan, shape: BatchShape, *, pairwise: int = 0
     ) -> StepCost:
-        """What one step runs, by kind (DESIGN §4). ``pairwise`` is the step's pairwise products:
+        """What one step runs, by kind (docs/DESIGN.md §4). ``pairwise`` is the step's pairwise products:
         the count a view reported, or :func:`measure_pairwise` for a prediction."""
         b, B = shape.batch_size, shape.super_batch_size
         parts = zip(_split(b, len(training.resolutions)), training.resolutions, strict=True)
@@ -280,7 +280,7 @@ class LedgerState(TypedDict):
 class Ledger:
     """The FLOPs a run has spent, by kind, against its budget: the training loop asks :meth:`fits`
     before a step and :meth:`charge` s what the step ran after it. Evaluation FLOPs are recorded
-    beside, never charged to the budget (DESIGN §4).
+    beside, never charged to the budget (docs/DESIGN.md §4).
 
     A budget in trained examples (``budget_examples``, with the ``batch_size`` every step trains on)
     stops on examples instead: a step fits while it would not pass the budget. FLOPs are charged the

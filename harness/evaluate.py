@@ -1,4 +1,4 @@
-"""Evaluation of a dual encoder on the val and eval splits by the paper's four metrics (DESIGN §6).
+"""Evaluation of a dual encoder on the val and eval splits by the paper's four metrics (docs/DESIGN.md §6).
 
 The splits (and the curated split, the few-shot pool) are read once and kept in memory; each
 evaluation embeds them at full resolution without gradients. Zero-shot prompts come from the

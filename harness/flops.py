@@ -1,4 +1,4 @@
-"""Forward FLOPs per example and per tower, counted by fvcore on the actual modules (DESIGN §4).
+"""Forward FLOPs per example and per tower, counted by fvcore on the actual modules (docs/DESIGN.md §4).
 
 Convention, everywhere in jestbench: **one multiply-add = one FLOP** (fvcore's). fvcore counts the
 multiply-adds of matrix products, convolutions and attention, and 5 per element for a layer norm
@@ -35,7 +35,7 @@ from harness.models import DualEncoder, ModelConfig, PatchEmbedding, resize_patc
 from strategies import Resolution
 
 with warnings.catch_warnings():
-    # fvcore.nn imports a module that calls torch.jit.script at import time (DESIGN §4).
+    # fvcore.nn imports a module that calls torch.jit.script at import time (docs/DESIGN.md §4).
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=DeprecationWarning)
     from fvcore.nn import FlopCountAnalysis
 

@@ -1,4 +1,4 @@
-"""The paper's four evaluation metrics over embeddings (DESIGN §6), with no model in sight.
+"""The paper's four evaluation metrics over embeddings (docs/DESIGN.md §6), with no model in sight.
 
 - zero-shot classification: each image takes the class whose prompt embeddings (averaged over
   templates, then re-normalised) it is most similar to;

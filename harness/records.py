@@ -116,7 +116,7 @@ def atomic_torch_save(path: Path, payload: Any) -> None:
 
 @dataclass
 class RunFile:
-    """One run's record. ``rows`` are evaluation points (DESIGN §7); ``error`` says why a run failed."""
+    """One run's record. ``rows`` are evaluation points (docs/DESIGN.md §7); ``error`` says why a run failed."""
 
     run_id: str
     config: dict[str, Any]

@@ -26,7 +26,7 @@ class OptimConfig:
 
     The logit scale and bias learn at ``scale_bias_lr`` times the rate: SigLIP's init was made for
     runs of tens of thousands of steps, and at a few hundred steps with one shared rate they barely
-    move from it (DESIGN §2, §5)."""
+    move from it (docs/DESIGN.md §2, §5)."""
 
     learning_rate: float = 2e-3
     beta1: float = 0.9

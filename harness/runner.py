@@ -5,7 +5,7 @@ Runs are keyed by config hash, so rerunning a suite skips complete runs and resu
 flight from its checkpoint; a kill leaves run files that are whole (they are replaced atomically)
 and never two files for one run. A run that fails is recorded with its error and the suite goes on.
 ``jobs > 1`` runs that many runs at once in separate processes, the cores shared out between them
-(each run's thread count is in its rows' provenance).
+unless ``threads`` is given (each run's thread count is in its rows' provenance).
 """
 
 from __future__ import annotations
@@ -155,10 +155,17 @@ def run_suite(
     work_dir: Path,
     *,
     jobs: int = 1,
+    threads: int | None = None,
     show_progress: bool = True,
     announce: Callable[[str], None] = print,
 ) -> SuiteResult:
-    """Run every run of ``suite`` not yet complete, then render its leaderboards."""
+    """Run every run of ``suite`` not yet complete, then render its leaderboards.
+
+    Args:
+        jobs: runs at once, each in a process of its own when more than one.
+        threads: torch threads of every run (default: this process's with one job, the cores
+            shared out with several).
+    """
     if jobs < 1:
         raise UserError(f"--jobs {jobs} must be >= 1")
     started = time.monotonic()
@@ -174,12 +181,12 @@ def run_suite(
     if jobs == 1:
         for number, config in enumerate(pending, 1):
             announce(f"[{number}/{len(pending)}] {describe_run(config)}: run {config.run_id}")
-            error = run_one(config, work_dir, show_progress=show_progress)
+            error = run_one(config, work_dir, show_progress=show_progress, threads=threads)
             if error:
                 failed[config.run_id] = error
                 announce(f"  failed: {error}")
     else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        threads = threads or max(1, (os.cpu_count() or 1) // jobs)
         context = multiprocessing.get_context("spawn")
         work = [(c.to_dict(), str(work_dir), threads) for c in pending]
         with context.Pool(jobs) as pool:

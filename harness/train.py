@@ -1,6 +1,6 @@
 """The one training loop: a learner trained under a fixed FLOP budget, the strategy the only variable.
 
-Each step (DESIGN §4, JEST paper §3 and Algorithm 2):
+Each step (docs/DESIGN.md §4, JEST paper §3 and Algorithm 2):
 
 1. stream a super-batch of ``B = round(b / (1 - f))`` samples from the raw pool;
 2. build the strategy's view of it: learner embeddings computed on demand without gradients at the

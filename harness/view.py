@@ -2,7 +2,7 @@
 
 :class:`EmbeddingView` computes everything from embeddings with the loss math of
 :mod:`harness.losses`, lazily and memoised, and counts the multiply-adds of the pairwise products it
-actually ran so that the ledger charges them (DESIGN §4). The training loop gives it callables that
+actually ran so that the ledger charges them (docs/DESIGN.md §4). The training loop gives it callables that
 run the learner's forward pass on demand; tests, benchmarks and plugin authors give it tensors.
 :class:`DenseScoreView` serves a given dense score matrix instead (benchmarks, small diagnostics).
 """
@@ -20,7 +20,7 @@ from strategies import Embeddings, ModelName, ScoreKind
 
 EmbeddingSource = Embeddings | Callable[[], Embeddings]
 
-# Sign of each model's loss in a score kind (DESIGN §2): M = g·L(θ), -g·L(θ*), g·(L(θ) - L(θ*)).
+# Sign of each model's loss in a score kind (docs/DESIGN.md §2): M = g·L(θ), -g·L(θ*), g·(L(θ) - L(θ*)).
 _SIGNS: dict[ScoreKind, tuple[tuple[ModelName, float], ...]] = {
     "hard": (("learner", 1.0),),
     "easy": (("reference", -1.0),),

@@ -22,12 +22,12 @@ def add_work_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+def add_threads_argument(parser: argparse.ArgumentParser, default: str = "torch's choice") -> None:
     parser.add_argument(
         "--threads",
         type=int,
         metavar="N",
-        help="torch threads (default: torch's choice); results are exactly reproducible for a fixed count",
+        help=f"torch threads (default: {default}); results are exactly reproducible for a fixed count",
     )
 
 

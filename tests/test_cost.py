@@ -1,4 +1,4 @@
-"""The cost model of DESIGN §4 on synthetic tower FLOPs, the pairwise products, the ledger's stop
+"""The cost model of docs/DESIGN.md §4 on synthetic tower FLOPs, the pairwise products, the ledger's stop
 rule and the one budget conversion."""
 
 from __future__ import annotations

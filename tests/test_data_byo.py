@@ -321,3 +321,14 @@ def test_a_dataset_made_by_an_older_jestbench_is_refused_or_remade(tmp_path: Pat
         open_dataset(made.root)
     remade = dataset_from_args(args, work)  # made under WORK/datasets by a command: remade
     assert remade.root == made.root and remade.manifest["version"] == manifest["version"]
+
+
+def test_moved_own_shards_are_named_missing_where_the_dataset_expected_them(tmp_path: Path) -> None:
+    """The dataset references the user's shards where they were (docs/DATA.md): moved, each is named
+    by its old path when a split is read, not silently read as empty."""
+    dataset = build_byo(tmp_path / "byo", ByoConfig(**patterns(tmp_path / "mine")))
+    (tmp_path / "mine").rename(tmp_path / "moved")
+    with pytest.raises(BadSampleError) as refused:
+        next(iter(SuperBatchStream(open_dataset(dataset.root), "raw", 8, seed=0)))
+    for shard in ("raw-000.tar", "raw-001.tar"):
+        assert f"shard {tmp_path / 'mine' / shard}: missing (30 samples lost)" in str(refused.value)

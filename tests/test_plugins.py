@@ -4,6 +4,7 @@ through importlib.metadata in a subprocess (so parallel test workers never see t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -35,10 +36,25 @@ def _pip_install(package: Path, target: Path) -> None:
 
 
 def _broken_package(root: Path) -> Path:
-    """A plugin package with two bad entry points: one whose module fails to import, one whose name
-    is taken by a built-in."""
+    """A plugin package with three bad entry points: one whose module fails to import, one whose name
+    is taken by a built-in, and one whose class calls itself by another name."""
     (root / "jestbench_broken").mkdir(parents=True)
     (root / "jestbench_broken" / "__init__.py").write_text("raise ImportError('a dependency is missing')\n")
+    (root / "jestbench_misnamed").mkdir(parents=True)
+    (root / "jestbench_misnamed" / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            import jestbench
+
+            class FirstB(jestbench.Strategy):
+                name = "first-b"
+
+                def select(self, view, batch_size, generator):
+                    return torch.arange(batch_size)
+            """
+        )
+    )
     (root / "pyproject.toml").write_text(
         textwrap.dedent(
             """
@@ -51,8 +67,9 @@ def _broken_package(root: Path) -> Path:
             [project.entry-points."jestbench.strategies"]
             broken-rule = "jestbench_broken:Rule"
             jest = "jestbench_broken:Jest"
+            misnamed = "jestbench_misnamed:FirstB"
             [tool.setuptools]
-            packages = ["jestbench_broken"]
+            packages = ["jestbench_broken", "jestbench_misnamed"]
             """
         )
     )
@@ -62,7 +79,14 @@ def _broken_package(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site")
-    _pip_install(EXAMPLE, target)
+    # A private copy: setuptools builds in the source tree, and two xdist workers building the same
+    # tree at once collide on its build/ directory.
+    example = shutil.copytree(
+        EXAMPLE,
+        tmp_path_factory.mktemp("example") / EXAMPLE.name,
+        ignore=shutil.ignore_patterns("build", "*.egg-info"),
+    )
+    _pip_install(example, target)
     _pip_install(_broken_package(tmp_path_factory.mktemp("broken")), target)
     return target
 
@@ -101,7 +125,10 @@ def test_a_broken_plugin_is_named_and_does_not_break_the_others_or_the_listing(s
     listing = _run(site, "strategies")
     assert listing.returncode == 0, listing.stderr
     assert "learnability-mix" in listing.stdout and "uniform" in listing.stdout
-    assert "plugin 'jest' from package 'jestbench-broken-plugin' not registered" in listing.stdout
+    assert (
+        "! jest: plugin 'jest' from package 'jestbench-broken-plugin' (jestbench_broken:Jest) was refused"
+        in listing.stdout
+    )
     row = next(line for line in listing.stdout.splitlines() if line.startswith("broken-rule"))
     assert "unavailable" in row and "jestbench-broken-plugin" in row and "a dependency is missing" in row
 
@@ -110,8 +137,43 @@ def test_a_broken_plugin_is_named_and_does_not_break_the_others_or_the_listing(s
     assert "plugin 'broken-rule' from package 'jestbench-broken-plugin' failed to load" in show.stderr
     assert "Traceback" not in show.stderr
 
-    builtin = _run(site, "strategies", "show", "jest")
-    assert builtin.returncode == 0 and "built-in" in builtin.stdout
+
+def test_show_and_check_of_a_name_a_plugin_also_claims_say_that_the_plugin_was_refused(site):
+    refused = (
+        "jestbench: warning: plugin 'jest' from package 'jestbench-broken-plugin' (jestbench_broken:Jest) "
+        "was refused: 'jest' is already the built-in strategies.builtin:Jest, which is used here"
+    )
+    show = _run(site, "strategies", "show", "jest")
+    assert show.returncode == 0 and "jest (built-in" in show.stdout
+    assert refused in show.stderr
+    check = _run(site, "strategies", "check", "jest", "--param", "n_chunks=1")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert refused in check.stderr
+    assert "warning" not in _run(site, "strategies", "show", "uniform").stderr  # only the name claimed
+
+
+def test_an_entry_point_named_otherwise_than_its_class_is_warned_about(site):
+    mismatch = (
+        "plugin 'misnamed' from package 'jestbench-broken-plugin': its class "
+        "jestbench_misnamed:FirstB calls itself 'first-b'; it is registered as 'misnamed'"
+    )
+    show = _run(site, "strategies", "show", "misnamed")
+    assert show.returncode == 0, show.stderr
+    assert f"jestbench: warning: {mismatch}" in show.stderr
+    assert f"! misnamed: {mismatch}" in _run(site, "strategies").stdout
+    assert "first-b" not in _run(site, "strategies", "show", "learnability-mix").stderr
+
+
+def test_flops_lists_every_other_strategy_and_marks_a_broken_plugin(site):
+    result = _run(site, "flops", "--preset", "tiny")
+    assert result.returncode == 0, result.stderr
+    for name in ("uniform", "jest", "learnability-mix", "misnamed"):
+        assert f"| {name} | 0.80 | 640 |" in result.stdout
+    (marked,) = [line for line in result.stdout.splitlines() if "broken-rule" in line]
+    assert (
+        "| broken-rule | not counted: plugin 'broken-rule' from package 'jestbench-broken-plugin'" in marked
+    )
+    assert "ImportError: a dependency is missing" in marked
 
 
 def test_the_plugin_passes_the_conformance_kit_from_the_cli(site):

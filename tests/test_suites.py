@@ -396,3 +396,26 @@ reference = { seed = 3 }
     assert b.reference["budget"] == "3 steps" and [e.strategy for e in b.entries()] == ["uniform"]
     plain = parse_suite(tomllib.loads(text.split("[[sections]]")[0]), "t.toml")
     assert [s.name for s in plain.sections] == ["s"] and not plain.sectioned
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_run_threads_reaches_every_run(tmp_path: Path, learning: Learning, jobs: int):
+    """`jestbench run --threads N`: every run trains with N torch threads, in this process or in the
+    --jobs processes (whose default is the cores shared out: 1 each on 2 cores)."""
+    import torch
+
+    from harness.cli import main
+
+    suite = _suite_file(tmp_path / "suite.toml", learning).read_text()
+    suite = suite[: suite.index('[[strategies]]\nname = "jest"')]  # uniform alone: one run
+    (tmp_path / "suite.toml").write_text(suite)
+    work = learning.private_work_dir(tmp_path)
+    try:
+        argv = ["run", str(tmp_path / "suite.toml"), "--work", str(work), "--quiet", "--threads", "3"]
+        assert main([*argv, "--jobs", str(jobs)]) == 0
+    finally:
+        torch.set_num_threads(1)  # this xdist worker's count, as conftest set it
+    (path,) = (work / "runs").glob("*.json")
+    run = RunFile.load(path)
+    assert run.status == "complete"
+    assert {row["threads"] for row in run.rows} == {3}

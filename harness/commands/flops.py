@@ -21,6 +21,7 @@ from strategies import Needs, TrainingPlan
 if TYPE_CHECKING:  # the handler imports these lazily, so `jestbench --help` stays fast
     from harness.cost import CostModel, UniformStep
     from harness.models import ModelConfig
+    from strategies import Registry
 
 HELP = """\
 jestbench flops                         all presets
@@ -234,10 +235,10 @@ def _strategies_table(
     steps: int,
 ) -> str:
     """Every registered strategy at each filter ratio (and, if it reads the reference, with the
-    reference uncached): as charged, by the paper's formula, and the paper's figure where it gives one."""
+    reference uncached): as charged, by the paper's formula, and the paper's figure where it gives one.
+    A plugin that fails to load or to select gets one row saying so, with its error and package."""
     from harness.batching import BatchShape
-    from harness.cost import measure_pairwise
-    from strategies import default_registry
+    from strategies import PluginError, default_registry
 
     paper_uniform = cost.paper_step_cost(Needs(), TrainingPlan(), BatchShape(batch_size, batch_size))
     rows = [
@@ -249,34 +250,63 @@ def _strategies_table(
     ]
     registry = default_registry()
     for name in registry.list_strategies():
-        strategy = registry.get_strategy(name)
-        needs, training = strategy.needs, strategy.training
-        for filter_ratio in FILTER_RATIOS:
-            shape = BatchShape.from_filter_ratio(batch_size, filter_ratio)
-            strategy.check_sizes(shape.batch_size, shape.super_batch_size)
-            pairwise = measure_pairwise(strategy, shape, cost.learner.embed_dim)
-            for cached in (True, False) if needs.reference else (True,):
-                model = dataclasses.replace(cost, reference_cached=cached)
-                charged = model.step_cost(needs, training, shape, pairwise=pairwise).total / unit.flops
-                formula = model.paper_step_cost(needs, training, shape) / paper_uniform
-                paper = _paper_figure(needs, training, filter_ratio, cached) if is_paper else None
-                reference_one_off = one_off["training"] + (one_off["pool"] if cached else 0.0)
-                all_in = charged + (reference_one_off / steps if needs.reference else 0.0)
-                label = name if cached else f"{name}, uncached reference"
-                rows.append(
-                    _row(
-                        label,
-                        f"{shape.filter_ratio:.2f}",
-                        str(shape.super_batch_size),
-                        f"{charged:.2f}x",
-                        f"{formula:.2f}x",
-                        "" if paper is None else f"{paper:.2f}x",
-                        _difference(charged, paper),
-                        _difference(formula, paper),
-                        f"{all_in:.2f}x",
-                    )
-                )
+        try:
+            rows += _strategy_rows(
+                registry, name, is_paper, cost, unit, paper_uniform, batch_size, one_off, steps
+            )
+        except Exception as err:
+            if registry.source(name) == "built-in":
+                raise
+            # A broken plugin is marked, and the others are still counted.
+            message = str(err) if isinstance(err, PluginError) else f"{type(err).__name__}: {err}"
+            rows.append(f"| {name} | not counted: {message} |" + " |" * 7)
     return "\n".join(rows)
+
+
+def _strategy_rows(
+    registry: Registry,
+    name: str,
+    is_paper: bool,
+    cost: CostModel,
+    unit: UniformStep,
+    paper_uniform: float,
+    batch_size: int,
+    one_off: dict[str, float],
+    steps: int,
+) -> list[str]:
+    """One strategy's rows: at each filter ratio, and with the reference uncached if it reads one."""
+    from harness.batching import BatchShape
+    from harness.cost import measure_pairwise
+
+    strategy = registry.get_strategy(name)
+    needs, training = strategy.needs, strategy.training
+    rows = []
+    for filter_ratio in FILTER_RATIOS:
+        shape = BatchShape.from_filter_ratio(batch_size, filter_ratio)
+        strategy.check_sizes(shape.batch_size, shape.super_batch_size)
+        pairwise = measure_pairwise(strategy, shape, cost.learner.embed_dim)
+        for cached in (True, False) if needs.reference else (True,):
+            model = dataclasses.replace(cost, reference_cached=cached)
+            charged = model.step_cost(needs, training, shape, pairwise=pairwise).total / unit.flops
+            formula = model.paper_step_cost(needs, training, shape) / paper_uniform
+            paper = _paper_figure(needs, training, filter_ratio, cached) if is_paper else None
+            reference_one_off = one_off["training"] + (one_off["pool"] if cached else 0.0)
+            all_in = charged + (reference_one_off / steps if needs.reference else 0.0)
+            label = name if cached else f"{name}, uncached reference"
+            rows.append(
+                _row(
+                    label,
+                    f"{shape.filter_ratio:.2f}",
+                    str(shape.super_batch_size),
+                    f"{charged:.2f}x",
+                    f"{formula:.2f}x",
+                    "" if paper is None else f"{paper:.2f}x",
+                    _difference(charged, paper),
+                    _difference(formula, paper),
+                    f"{all_in:.2f}x",
+                )
+            )
+    return rows
 
 
 def _paper_figure(needs: Needs, training: TrainingPlan, filter_ratio: float, cached: bool) -> float | None:

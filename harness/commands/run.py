@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from harness.workdir import add_work_argument, work_dir
+from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
 Run a suite: build its data and train its references if missing, run every (strategy, parameters,
@@ -16,6 +16,9 @@ sections renders one per section into WORK/leaderboards/SUITE/SECTION beside an 
 Rerunning skips complete runs and resumes the one in flight; a failed run is recorded with its error
 and the suite goes on, and the command then exits with status 1, naming each failed run.
 `jestbench publish SUITE` copies the leaderboards into results/.
+
+--threads N gives every run (and the data build and reference training) N torch threads; without it,
+runs share the cores out (all of them with --jobs 1, cores / N each with --jobs N).
 
 SUITE is a built-in suite (quick: every strategy once, minutes; full: the committed leaderboards, a
 few hours on 2 cores with --jobs 2) or a suite TOML file of your own (docs/SUITES.md).
@@ -37,6 +40,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_work_argument(parser)
+    add_threads_argument(parser, "torch's choice with --jobs 1, else the cores shared out between the jobs")
     parser.set_defaults(handler=run)
 
 
@@ -46,9 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from harness.runner import describe_run, run_suite
     from harness.suites import load_suite
 
+    set_threads(args)
     suite = load_suite(args.suite)
     work = work_dir(args)
-    result = run_suite(suite, work, jobs=args.jobs, show_progress=not args.quiet)
+    result = run_suite(suite, work, jobs=args.jobs, threads=args.threads, show_progress=not args.quiet)
     minutes = result.seconds / 60
     print(
         f"suite {suite.name}: {len(result.run_ids)} runs in {minutes:.1f} min ({len(result.skipped)} were already complete)"

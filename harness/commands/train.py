@@ -22,8 +22,9 @@ at --reference-seed, or the only one there is (several are an error that lists t
 """
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that make a run config (shared with ``jestbench tune``)."""
+def add_run_arguments(parser: argparse.ArgumentParser, *, tuning: bool = False) -> None:
+    """The options that make a run config (shared with ``jestbench tune``, where ``tuning`` makes
+    the filter ratio searched unless given, and the seed the suite's first unless given)."""
     from harness.data import add_data_arguments
 
     add_data_arguments(parser)
@@ -35,8 +36,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--filter-ratio",
         "-f",
         type=float,
-        default=0.8,
-        help="f in [0, 1): B = round(b / (1 - f)) (default 0.8)",
+        default=None if tuning else 0.8,
+        help="f in [0, 1): B = round(b / (1 - f)); "
+        + ("held at this value in every trial (default: searched)" if tuning else "(default 0.8)"),
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
@@ -52,7 +54,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="budget in trained examples: stop before the step that would pass N (equal-examples track)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the model, data order and selection (default 0)"
+        "--seed",
+        type=int,
+        default=None if tuning else 0,
+        help="seed of the model, data order and selection "
+        + ("(default: the suite's first seed, or 0)" if tuning else "(default 0)"),
     )
     parser.add_argument("--reference", metavar="ID", help="reference whose cached embeddings score the pool")
     parser.add_argument(
@@ -74,7 +80,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_optim_arguments(parser)
     add_work_argument(parser)
-    add_threads_argument(parser)
+    if tuning:  # per worker
+        add_threads_argument(
+            parser, "torch's choice with --workers 1, else the cores shared out between them"
+        )
+    else:
+        add_threads_argument(parser)
 
 
 def add_optim_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ Kinds (recorded per sample in its ``json`` as ``noise``):
 - ``unlearnable``: an image of uniform pixel noise with the caption of a random sample.
 
 Defaults and why (docs/DATA.md has the longer argument): 35% clean, 15% redundant, 25% mismatched,
-15% uninformative, 10% unlearnable. A prototype of this benchmark (DESIGN §5) showed that selection
+15% uninformative, 10% unlearnable. A prototype of this benchmark (docs/DESIGN.md §5) showed that selection
 can only fill a clean sub-batch when the clean fraction exceeds ``b/B`` (0.2 at filter ratio 0.8), and
 that JEST beat uniform on FLOPs at 30% clean but not at 55%; DataComp's best filters keep roughly the
 top 30% of a raw web pool. Without redundant pairs a reference trained on clean data is simply a

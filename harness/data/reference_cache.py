@@ -1,4 +1,4 @@
-"""Cached reference embeddings, attached to a split's samples by key (paper A.5, DESIGN §4-5).
+"""Cached reference embeddings, attached to a split's samples by key (paper A.5, docs/DESIGN.md §4–5).
 
 The reference model is fixed while the learner trains, so its embeddings of the raw pool are
 computed once and stored beside the dataset; each super-batch then carries them, aligned with its

@@ -6,7 +6,7 @@ nothing, and lets several workers and nodes read disjoint samples of the same sh
 from a *shard index*, which is made from the bytes on disk and cached under the shard's sha256, so a
 changed shard is always indexed afresh.
 
-Indexing is where damage is found (DESIGN §5). Python's ``tarfile`` ends a shard silently at a tar
+Indexing is where damage is found (docs/DESIGN.md §5). Python's ``tarfile`` ends a shard silently at a tar
 header overwritten with garbage, so the index is built with ``ignore_zeros`` (which steps over
 unreadable blocks and finds the members after them) and every gap between members that holds non-zero
 bytes is reported; a shard that ends inside a member or without the tar end-of-archive marker is

@@ -10,12 +10,13 @@ the strategy (else the first section), against its first reference. It is evalua
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.runner import prepare_inputs
 from harness.suites import Entry, Section, Suite
-from harness.tune.space import build_space
+from harness.tune.space import build_space, with_params
 from harness.tune.storage import DEFAULT_HEARTBEAT
 from harness.tune.study import TUNING_SPLIT, Tuning, default_study_name, parse_pruner
 
@@ -49,6 +50,7 @@ def tuning_from_suite(
     study: str | None = None,
     seed: int | None = None,
     pruner: str | None = None,
+    params: Mapping[str, str] | None = None,
     heartbeat: int = DEFAULT_HEARTBEAT,
     checkpoint_seconds: float = 60.0,
     show_progress: bool = True,
@@ -58,6 +60,7 @@ def tuning_from_suite(
     Args:
         seed: the seed trials train at (default: the suite's first seed).
         pruner: a pruner name that overrides the ``[tune]`` table's.
+        params: strategy parameters held fixed (``-p k=v``), over the ``[tune]`` table's.
 
     Raises:
         SpaceError: the ``[tune]`` table's space is not searchable for this strategy at this ``b``
@@ -66,7 +69,8 @@ def tuning_from_suite(
     """
     section = suite.section_for(strategy)
     entry = suite_entry(section, strategy)
-    space = build_space(strategy, int(entry.settings["batch_size"]), suite.tune, source=suite.source)
+    table = with_params(suite.tune, strategy, params or {})
+    space = build_space(strategy, int(entry.settings["batch_size"]), table, source=suite.source)
     pruner_spec = parse_pruner(
         pruner or suite.tune.get("pruner", "median"),
         "--pruner" if pruner else f"{suite.source}: [tune] pruner",
