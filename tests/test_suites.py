@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import Learning
+from conftest import LEARN_REFERENCE, Learning
 
 from harness.data import Dataset
 from harness.publish import find_leaderboard, publish
@@ -39,7 +39,7 @@ seeds = {list(seeds)}
 eval_every = 0.5
 [reference]
 preset = "tiny"
-budget = "600 steps"
+budget = "{LEARN_REFERENCE['budget']}"  # the learning fixture's reference, found rather than retrained
 batch_size = 64
 [[strategies]]
 name = "uniform"
