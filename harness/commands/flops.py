@@ -236,7 +236,7 @@ def _strategies_table(
     """Every registered strategy at each filter ratio (and, if it reads the reference, with the
     reference uncached): as charged, by the paper's formula, and the paper's figure where it gives one."""
     from harness.batching import BatchShape
-    from harness.cost import measure_pairwise
+    from harness.cost import measure_selection
     from strategies import default_registry
 
     paper_uniform = cost.paper_step_cost(Needs(), TrainingPlan(), BatchShape(batch_size, batch_size))
@@ -254,10 +254,15 @@ def _strategies_table(
         for filter_ratio in FILTER_RATIOS:
             shape = BatchShape.from_filter_ratio(batch_size, filter_ratio)
             strategy.check_sizes(shape.batch_size, shape.super_batch_size)
-            pairwise = measure_pairwise(strategy, shape, cost.learner.embed_dim)
+            measured = measure_selection(strategy, shape, cost.learner.embed_dim)
             for cached in (True, False) if needs.reference else (True,):
                 model = dataclasses.replace(cost, reference_cached=cached)
-                charged = model.step_cost(needs, training, shape, pairwise=pairwise).total / unit.flops
+                charged = (
+                    model.step_cost(
+                        needs, training, shape, pairwise=measured.pairwise, selection=measured.selection
+                    ).total
+                    / unit.flops
+                )
                 formula = model.paper_step_cost(needs, training, shape) / paper_uniform
                 paper = _paper_figure(needs, training, filter_ratio, cached) if is_paper else None
                 reference_one_off = one_off["training"] + (one_off["pool"] if cached else 0.0)
