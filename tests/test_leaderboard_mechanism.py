@@ -78,7 +78,9 @@ def test_the_mix_and_the_probe_curves_worked_out_by_hand(work: Path) -> None:
     assert repeats["selected_repeats_per_batch"].tolist() == pytest.approx([e for e in range(8)])
     probe = mechanism.probe[mechanism.probe["config_key"] == jest].sort_values("evaluation")
     assert probe["probe_learner_loss_redundant"].tolist() == pytest.approx(LEARNER_REDUNDANT)
-    assert probe["probe_learnability_redundant"].tolist() == pytest.approx([v - 0.2 for v in LEARNER_REDUNDANT])
+    assert probe["probe_learnability_redundant"].tolist() == pytest.approx(
+        [v - 0.2 for v in LEARNER_REDUNDANT]
+    )
     assert probe["probe_spearman"].tolist() == pytest.approx(SPEARMAN)
     assert probe["progress"].tolist() == pytest.approx([e * 8e6 / 1.2e10 for e in SPECS["jest"].examples])
     assert mechanism.seeds[jest] == 3
@@ -118,4 +120,7 @@ def test_the_page_carries_the_check_and_old_rows_leave_it_out(work: Path, tmp_pa
     # Rows written before the check existed: no section, nothing made up.
     old = tmp_path / "old"
     run_file(SPECS["uniform"], 0, old / "datasets" / "shapes").save(old)
-    assert "Mechanism check" not in render_leaderboard(read_runs(old), tmp_path / "old-board").markdown.read_text()
+    assert (
+        "Mechanism check"
+        not in render_leaderboard(read_runs(old), tmp_path / "old-board").markdown.read_text()
+    )

@@ -31,7 +31,9 @@ def test_spearman_on_known_answers() -> None:
     assert spearman(np.array([1.0, 2, 3, 4]), np.array([1.0, 3, 2, 4])) == pytest.approx(0.8)
     # Ties take their mean rank: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4): 4.5 / sqrt(4.5 · 5).
     assert average_ranks(np.array([5.0, 7, 7, 9])).tolist() == [1, 2.5, 2.5, 4]
-    assert spearman(np.array([5.0, 7, 7, 9]), np.array([1.0, 2, 3, 4])) == pytest.approx(4.5 / math.sqrt(22.5))
+    assert spearman(np.array([5.0, 7, 7, 9]), np.array([1.0, 2, 3, 4])) == pytest.approx(
+        4.5 / math.sqrt(22.5)
+    )
     # Any increasing transform keeps the ranks; reversing them gives -1; a constant has none.
     x = np.random.default_rng(0).normal(size=200)
     assert spearman(x, np.exp(3 * x)) == pytest.approx(1.0)
