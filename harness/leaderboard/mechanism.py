@@ -34,8 +34,8 @@ from matplotlib.figure import Figure
 from harness.data import NOISE_KINDS
 from harness.leaderboard.figures import _NOISE_COLOURS, FigureFile, _colours, _save, label
 from harness.leaderboard.table import Leaderboard
+from harness.step import EIGHTHS
 
-EIGHTHS = 8
 PROBE_KINDS = {
     "learner": "probe_learner_loss",
     "reference": "probe_reference_loss",
