@@ -84,6 +84,11 @@ class Run(Stepper):
         self.ledger.load_state_dict(state["ledger"])
         self.generator.set_state(state["generator"])
         self.predicted = state["predicted"]
+        if not hasattr(state["progress"], "by_eighth"):
+            raise TrainingError(
+                f"checkpoint {self.checkpoint_path} was written by an older jestbench that did not count "
+                "the selection per eighth of the budget; delete it to train the run again from the start"
+            )
         self.progress = state["progress"]
         self.run_file.rows = state["rows"]
         return True

@@ -20,8 +20,8 @@ from harness.data.pool import open_pool
 from harness.data.reference_cache import ReferenceCache
 from harness.probe import PER_KIND, average_ranks, draw_probe, spearman
 from harness.records import load_trained_model
-from harness.runconfig import RunConfig
-from harness.train import train
+from harness.runconfig import RunConfig, TrainingError
+from harness.train import Run, train
 from harness.view import EmbeddingView
 from strategies import default_registry
 
@@ -138,3 +138,12 @@ def test_the_probe_columns_match_a_hand_computation(learning: Learning, tmp_path
     assert (final["reference_scale"], final["reference_bias"]) == pytest.approx((cache.scale, cache.bias))
     # Probing is evaluation: recorded with it, never charged.
     assert final["flops_evaluation"] > 0 and final["flops_spent"] <= final["budget_flops"]
+
+
+def test_a_checkpoint_without_the_counts_per_eighth_is_refused_by_name(tiny_dataset: Dataset, tmp_path: Path):
+    config = _config(tiny_dataset, "uniform")
+    run = Run(config, tmp_path, checkpoint_seconds=60)
+    del run.progress.by_eighth  # as pickled by a version from before the mechanism check
+    run.checkpoint()
+    with pytest.raises(TrainingError, match=r"older jestbench .* delete it"):
+        Run(config, tmp_path, checkpoint_seconds=60)
