@@ -15,6 +15,9 @@ sub-batch ``b``, ``F = F_img + F_txt`` and ``A = F_img,coarse / F_img``, a step 
   ``F_ref·B`` per step uncached;
 - pairwise products: the image·text products that scoring ran (``B x b x d``-sized blocks per model),
   counted by the view (``EmbeddingView.pairwise_macs``);
+- selection: the tensor work a strategy's ``select`` runs itself, outside the view (a plugin's own
+  matrix product on the embeddings), counted by ``FlopCounterMode`` (:func:`harness.view.select_counted`);
+  0 for every built-in;
 - FlexiViT resize: once per step that uses the coarse patch size (its forward FLOPs; 3x when a
   training part runs coarse, since the backward then runs through it too).
 
@@ -29,7 +32,6 @@ and ``training`` and the batch shape, never by its name.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,11 +43,18 @@ from harness.batching import BatchShape
 from harness.conformance import random_embeddings
 from harness.errors import UserError
 from harness.flops import ModelFlops
-from harness.view import EmbeddingView
+from harness.view import EmbeddingView, select_counted
 from strategies import Needs, Resolution, TrainingPlan, ValidatedStrategy
 
-CostKind = Literal["training", "learner_scoring", "reference", "pairwise", "resize"]
-COST_KINDS: tuple[CostKind, ...] = ("training", "learner_scoring", "reference", "pairwise", "resize")
+CostKind = Literal["training", "learner_scoring", "reference", "pairwise", "selection", "resize"]
+COST_KINDS: tuple[CostKind, ...] = (
+    "training",
+    "learner_scoring",
+    "reference",
+    "pairwise",
+    "selection",
+    "resize",
+)
 
 
 class BudgetError(UserError, ValueError):
@@ -60,19 +69,16 @@ class StepCost:
     learner_scoring: int = 0
     reference: int = 0
     pairwise: int = 0
+    selection: int = 0
     resize: int = 0
 
     @property
     def total(self) -> int:
-        return self.training + self.learner_scoring + self.reference + self.pairwise + self.resize
+        return sum(self.by_kind().values())
 
     def by_kind(self) -> dict[CostKind, int]:
         """``{kind: flops}`` in :data:`COST_KINDS` order."""
         return {kind: getattr(self, kind) for kind in COST_KINDS}
-
-    def with_pairwise(self, pairwise: int) -> StepCost:
-        """The same step with the pairwise products that actually ran (``EmbeddingView.pairwise_macs``)."""
-        return dataclasses.replace(self, pairwise=int(pairwise))
 
 
 def _split(batch_size: int, parts: int) -> list[int]:
@@ -110,10 +116,17 @@ class CostModel:
         return self.learner if self.reference is None else self.reference
 
     def step_cost(
-        self, needs: Needs, training: TrainingPlan, shape: BatchShape, *, pairwise: int = 0
+        self,
+        needs: Needs,
+        training: TrainingPlan,
+        shape: BatchShape,
+        *,
+        pairwise: int = 0,
+        selection: int = 0,
     ) -> StepCost:
-        """What one step runs, by kind (docs/DESIGN.md §4). ``pairwise`` is the step's pairwise products:
-        the count a view reported, or :func:`measure_pairwise` for a prediction."""
+        """What one step runs, by kind (docs/DESIGN.md §4). ``pairwise`` is the step's pairwise products (the
+        count a view reported) and ``selection`` the strategy's own work (what
+        :func:`harness.view.select_counted` counted); :func:`measure_selection` predicts both."""
         b, B = shape.batch_size, shape.super_batch_size
         parts = zip(_split(b, len(training.resolutions)), training.resolutions, strict=True)
         return StepCost(
@@ -121,6 +134,7 @@ class CostModel:
             learner_scoring=B * self.learner.forward(needs.learner_resolution) if needs.learner else 0,
             reference=B * self.reference_flops.full if needs.reference and not self.reference_cached else 0,
             pairwise=int(pairwise),
+            selection=int(selection),
             resize=self.learner.resize * _resize_passes(needs, training),
         )
 
@@ -153,10 +167,13 @@ class CostModel:
     def strategy_step_cost(
         self, strategy: ValidatedStrategy, shape: BatchShape, *, seed: int = 0
     ) -> StepCost:
-        """The predicted cost of one step of ``strategy``, with its pairwise products measured by
-        running its selection once on random embeddings of the learner's dimension."""
-        pairwise = measure_pairwise(strategy, shape, self.learner.embed_dim, seed=seed)
-        return self.step_cost(strategy.needs, strategy.training, shape, pairwise=pairwise)
+        """The predicted cost of one step of ``strategy``, with its pairwise products and its own
+        selection work measured by running its selection once on random embeddings of the learner's
+        dimension."""
+        measured = measure_selection(strategy, shape, self.learner.embed_dim, seed=seed)
+        return self.step_cost(
+            strategy.needs, strategy.training, shape, pairwise=measured.pairwise, selection=measured.selection
+        )
 
     def reference_pool_flops(self, pool_size: int) -> int:
         """One-off: the reference's forward pass over the pool, whose embeddings are then cached (A.5)."""
@@ -167,17 +184,29 @@ class CostModel:
         return 3 * examples * self.reference_flops.full
 
 
-def measure_pairwise(strategy: ValidatedStrategy, shape: BatchShape, embed_dim: int, *, seed: int = 0) -> int:
-    """The pairwise products (multiply-adds = FLOPs) that one selection of ``strategy`` runs at
-    ``shape``, counted by :class:`EmbeddingView` on random learner and reference embeddings of
-    dimension ``embed_dim``. It covers plugins too: whatever a strategy reads is counted."""
+@dataclass(frozen=True)
+class MeasuredSelection:
+    """What one selection ran beside the model passes (multiply-adds = FLOPs): the view's pairwise
+    products and the strategy's own tensor work."""
+
+    pairwise: int
+    selection: int
+
+
+def measure_selection(
+    strategy: ValidatedStrategy, shape: BatchShape, embed_dim: int, *, seed: int = 0
+) -> MeasuredSelection:
+    """The pairwise products and own work of one selection of ``strategy`` at ``shape``, run on random
+    learner and reference embeddings of dimension ``embed_dim``: the view counts the products it ran,
+    :func:`harness.view.select_counted` the rest. It covers plugins too: whatever a strategy runs is
+    counted."""
     generator = torch.Generator().manual_seed(seed)
     size = shape.super_batch_size
     view = EmbeddingView(
         random_embeddings(size, generator, dim=embed_dim), random_embeddings(size, generator, dim=embed_dim)
     )
-    strategy.select(view, shape.batch_size, generator)
-    return view.pairwise_macs
+    _, selection = select_counted(strategy, view, shape.batch_size, generator)
+    return MeasuredSelection(pairwise=view.pairwise_macs, selection=selection)
 
 
 @dataclass(frozen=True)
@@ -378,6 +407,7 @@ class Ledger:
                 f"the saved ledger was for a budget of {was}, this run's is {self.limit} "
                 f"{self.unit}s; resume with the same budget"
             )
-        self.spent = {kind: int(state["spent"][kind]) for kind in COST_KINDS}
+        # A checkpoint from before a kind existed has spent nothing on it.
+        self.spent = {kind: int(state["spent"].get(kind, 0)) for kind in COST_KINDS}
         self.steps = int(state["steps"])
         self.evaluation_flops = int(state["evaluation_flops"])

@@ -20,17 +20,18 @@ import torch
 
 from harness.batching import BatchShape
 from harness.cost import Budget, CostModel, StepCost, UniformStep
-from harness.data import SuperBatch, SuperBatchStream, open_dataset
+from harness.data import NOISE_KINDS, SuperBatch, SuperBatchStream, open_dataset
 from harness.finite import require_finite
 from harness.flops import ModelFlops, model_flops
 from harness.losses import sigmoid_loss
 from harness.models import DualEncoder, build_model
 from harness.reference_store import check_reference_cache, load_reference_model, load_reference_record
 from harness.runconfig import OptimConfig, RunConfig, TrainingError
-from harness.view import EmbeddingView
+from harness.view import EmbeddingView, select_counted
 from strategies import Embeddings, TrainingPlan, ValidatedStrategy, default_registry
 
 POOLS = ("all", "clean")
+EIGHTHS = 8  # the mechanism check's resolution over training (docs/RESULTS.md)
 
 
 @dataclass
@@ -49,6 +50,14 @@ class Progress:
     super_noise: Counter[str] = field(default_factory=Counter)
     selected_repeats: int = 0
     super_repeats: int = 0
+    # The same counts (and steps) per eighth of the budget, by the FLOPs spent when the step began.
+    by_eighth: list[Counter[str]] = field(default_factory=lambda: [Counter() for _ in range(EIGHTHS)])
+
+    def eighths(self) -> list[dict[str, int]]:
+        """``by_eighth`` with every count spelled out (zeros included): a row's ``selection_by_eighth``."""
+        names = ["steps", "selected_repeats", "super_repeats"]
+        names += [f"{side}_{kind}" for side in ("selected", "super") for kind in NOISE_KINDS]
+        return [{name: counts.get(name, 0) for name in names} for counts in self.by_eighth]
 
 
 def learning_rate(progress: float, optim: OptimConfig) -> float:
@@ -265,7 +274,7 @@ class Stepper:
         """Select from ``batch``, train on the selection, charge the ledger and count; the cost that ran."""
         batch = self.offered(batch)
         view = self.view(batch)
-        index = self.strategy.select(view, self.shape.batch_size, self.generator)
+        index, selection = select_counted(self.strategy, view, self.shape.batch_size, self.generator)
         rate = learning_rate(self.ledger.fraction_after(self.predicted), self.config.optim)
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"]
@@ -281,16 +290,25 @@ class Stepper:
         self.progress.loss_sum += loss
         self.progress.loss_steps += 1
         cost = self.cost.step_cost(
-            self.needs, self.strategy.training, self.shape, pairwise=view.pairwise_macs
+            self.needs, self.strategy.training, self.shape, pairwise=view.pairwise_macs, selection=selection
         )
+        eighth = min(
+            EIGHTHS - 1, EIGHTHS * self.ledger.used // self.ledger.limit
+        )  # of the budget in its own unit
         self.ledger.charge(cost)
         p = self.progress
         p.super_batches += 1
         p.examples_seen += self.shape.batch_size
         p.examples_scored += len(batch)
         selected = index.tolist()
-        p.selected_noise.update(batch.noise[i] for i in selected)
+        picked = [batch.noise[i] for i in selected]
+        repeats = _repeats([batch.captions[i] for i in selected]), _repeats(batch.captions)
+        p.selected_noise.update(picked)
         p.super_noise.update(batch.noise)
-        p.selected_repeats += _repeats([batch.captions[i] for i in selected])
-        p.super_repeats += _repeats(batch.captions)
+        p.selected_repeats += repeats[0]
+        p.super_repeats += repeats[1]
+        counts = p.by_eighth[eighth]
+        counts.update(f"selected_{kind}" for kind in picked)
+        counts.update(f"super_{kind}" for kind in batch.noise)
+        counts.update(steps=1, selected_repeats=repeats[0], super_repeats=repeats[1])
         return cost

@@ -24,6 +24,7 @@ Steps 2 to 4 are :mod:`harness.step`; this module resumes, checkpoints, evaluate
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from harness.data import NOISE_KINDS
 from harness.evaluate import Evaluation, Evaluator
 from harness.finite import NonFiniteError
 from harness.models import DualEncoder
+from harness.probe import open_probe
 from harness.records import RunFile, atomic_torch_save, load_trained_model, model_path, provenance
 from harness.runconfig import RunConfig, TrainingError
 from harness.step import Stepper
@@ -63,6 +65,13 @@ class Run(Stepper):
         self.run_file = RunFile(config.run_id, config.to_dict())
         self.resumed = self._resume()
         self.evaluator = Evaluator(self.dataset, config.eval_splits, seed=config.seed)
+        self.probe = open_probe(
+            self.dataset,
+            work_dir,
+            config.reference,
+            cached=config.reference_cached,
+            on_bad_sample=config.on_bad_sample,  # type: ignore[arg-type]
+        )
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -77,6 +86,11 @@ class Run(Stepper):
         self.ledger.load_state_dict(state["ledger"])
         self.generator.set_state(state["generator"])
         self.predicted = state["predicted"]
+        if not hasattr(state["progress"], "by_eighth"):
+            raise TrainingError(
+                f"checkpoint {self.checkpoint_path} was written by an older jestbench that did not count "
+                "the selection per eighth of the budget; delete it to train the run again from the start"
+            )
         self.progress = state["progress"]
         self.run_file.rows = state["rows"]
         return True
@@ -100,9 +114,11 @@ class Run(Stepper):
 
     def evaluate(self, pool_size: int) -> list[Evaluation]:
         evaluations = self.evaluator.evaluate(self.model, self.flops)
+        probe, probe_flops = self.probe.measure(self.model, self.flops)
+        self.ledger.record_evaluation(probe_flops)
         for evaluation in evaluations:
             self.ledger.record_evaluation(evaluation.flops)
-            self.run_file.rows.append(self._row(evaluation, pool_size))
+            self.run_file.rows.append({**self._row(evaluation, pool_size), **probe})
         self.progress.evaluations += 1
         self.progress.loss_sum, self.progress.loss_steps = 0.0, 0
         return evaluations
@@ -133,7 +149,8 @@ class Run(Stepper):
             "epochs": p.examples_scored / pool_size,
             "budget_flops": self.budget_flops,
             "flops_training": spent["training"] + spent["resize"],
-            "flops_scoring": spent["learner_scoring"] + spent["pairwise"],
+            "flops_scoring": spent["learner_scoring"] + spent["pairwise"] + spent["selection"],
+            "flops_selection": spent["selection"],
             "flops_reference": spent["reference"],
             "flops_spent": self.ledger.total,
             "flops_reference_one_off": one_off,
@@ -146,6 +163,7 @@ class Run(Stepper):
             **{name: value for name, value in evaluation.scores.as_dict().items()},
             "selected_repeats": p.selected_repeats,
             "super_repeats": p.super_repeats,
+            "selection_by_eighth": json.dumps(p.eighths()),
             "config_hash": c.run_id,
             **provenance(),
         }

@@ -18,7 +18,7 @@ from harness.cost import (
     Ledger,
     StepCost,
     UniformStep,
-    measure_pairwise,
+    measure_selection,
 )
 from harness.flops import ModelFlops
 from strategies import Needs, Strategy, SuperBatchView, TrainingPlan, ValidatedStrategy, default_registry
@@ -121,13 +121,60 @@ def test_costs_follow_needs_and_training_not_names() -> None:
 def test_pairwise_products_are_measured_from_what_a_selection_reads() -> None:
     shape, dim = BatchShape.from_filter_ratio(64, 0.75), 8  # b = 64, B = 256
     registry = default_registry()
-    assert measure_pairwise(registry.get_strategy("uniform"), shape, dim) == 0
-    assert measure_pairwise(registry.get_strategy("hard-learner"), shape, dim) == 256 * dim
-    assert measure_pairwise(registry.get_strategy("learnability"), shape, dim) == 2 * 256 * dim
+
+    def pairwise(name: str, **params: int) -> int:
+        measured = measure_selection(registry.get_strategy(name, **params), shape, dim)
+        assert measured.selection == 0  # the built-ins run no products of their own
+        return measured.pairwise
+
+    assert pairwise("uniform") == 0
+    assert pairwise("hard-learner") == 256 * dim
+    assert pairwise("learnability") == 2 * 256 * dim
     # Joint sampling: the diagonals, then for each of N - 1 chunks the rows and columns against it,
     # for both models: 2·B·d + (N - 1)·2·2·B·(b/N)·d.
-    jest = registry.get_strategy("jest", n_chunks=4)
-    assert measure_pairwise(jest, shape, dim) == 2 * 256 * dim + 3 * 4 * 256 * 16 * dim
+    assert pairwise("jest", n_chunks=4) == 2 * 256 * dim + 3 * 4 * 256 * 16 * dim
+
+
+class OwnProducts(Strategy):
+    """A plugin that runs its own products on the learner's embeddings: the full ``B x B`` similarity
+    matrix by ``@`` and, as ``einsum``, its ``b``-column block; then the view's hard-learner scores."""
+
+    name = "own-products"
+
+    @property
+    def needs(self) -> Needs:
+        return Needs(learner=True)
+
+    def select(self, view: SuperBatchView, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        e = view.embeddings("learner")
+        similarity = e.image @ e.text.T
+        block = torch.einsum("id,jd->ij", e.image, e.text[:batch_size])
+        scores = view.scores("hard") + 0 * (similarity.sum() + block.sum())
+        return torch.topk(scores, batch_size).indices
+
+
+class ViewOnly(OwnProducts):
+    """The same selection without the products of its own."""
+
+    name = "view-only"
+
+    def select(self, view: SuperBatchView, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.topk(view.scores("hard"), batch_size).indices
+
+
+def test_a_strategys_own_products_are_charged_exactly_and_the_views_once() -> None:
+    shape, dim = BatchShape.from_filter_ratio(64, 0.75), 8  # b = 64, B = 256
+    own = measure_selection(ValidatedStrategy(OwnProducts(), "own-products"), shape, dim)
+    view_only = measure_selection(ValidatedStrategy(ViewOnly(), "view-only"), shape, dim)
+    assert own.pairwise == view_only.pairwise == 256 * dim  # the view's diagonal, counted once
+    assert view_only.selection == 0
+    assert own.selection == 256 * 256 * dim + 256 * 64 * dim
+    cost = CostModel(TOWERS)
+    charged = cost.strategy_step_cost(ValidatedStrategy(OwnProducts(), "own-products"), shape)
+    assert charged.selection == own.selection
+    assert charged.total - cost.strategy_step_cost(
+        ValidatedStrategy(ViewOnly(), "view-only"), shape
+    ).total == (256 * 256 * dim + 256 * 64 * dim)
 
 
 # -- budget and ledger ----------------------------------------------------------------------------

@@ -39,7 +39,7 @@ seeds = {list(seeds)}
 eval_every = 0.5
 [reference]
 preset = "tiny"
-budget = "{LEARN_REFERENCE['budget']}"  # the learning fixture's reference, found rather than retrained
+budget = "{LEARN_REFERENCE["budget"]}"  # the learning fixture's reference, found rather than retrained
 batch_size = 64
 [[strategies]]
 name = "uniform"

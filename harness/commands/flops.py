@@ -120,8 +120,9 @@ def flops_report(
         "# FLOPs per example and per step",
         "",
         "One FLOP = one multiply-add (fvcore's convention; `torch.utils.flop_counter` counts 2). Forward "
-        "FLOPs per example counted by fvcore on the actual towers; a training step on one example costs "
-        "3x its forward pass. `docs/FLOPS.md` says where and why these differ from the JEST paper's.",
+        "FLOPs per example counted by fvcore on the actual towers; a training step on one example is charged "
+        "3x its forward pass (the measured ratio is in each preset's table). `docs/FLOPS.md` says where and "
+        "why these differ from the JEST paper's.",
         f"Per-step ratios are relative to `uniform` at b = {batch_size}, with reference embeddings cached "
         f"beside the pool unless a row says otherwise. all-in adds the reference's one-off costs (embedding "
         f"a pool of {pool_size:,}, training it on {reference_examples:,} examples) spread over {steps} steps.",
@@ -201,6 +202,7 @@ def _quantities_table(
             ),
         ),
         _row(f"FlexiViT resize to patch {q} (forward), once per step that uses it", _flops(flops.resize)),
+        _training_row(config),
     ]
     if is_paper:
         at_224 = image_tower_flops(dataclasses.replace(config, image_size=224), [p])[p]
@@ -224,6 +226,19 @@ def _quantities_table(
         ),
     ]
     return "\n".join(rows)
+
+
+def _training_row(config: ModelConfig) -> str:
+    """What a training pass costs in forward passes, measured, against the 3 the ledger charges."""
+    from harness.flops import training_cost
+
+    measured = training_cost(config)
+    return _row(
+        "training pass / forward pass per example, measured by FlopCounterMode (image, text, both); "
+        "the ledger charges 3",
+        f"{measured.image_ratio:.2f}, {measured.text_ratio:.2f}, {measured.ratio:.3f}: 3F is "
+        f"{measured.overcharge:+.1%} of what runs",
+    )
 
 
 def _strategies_table(
@@ -276,7 +291,7 @@ def _strategy_rows(
 ) -> list[str]:
     """One strategy's rows: at each filter ratio, and with the reference uncached if it reads one."""
     from harness.batching import BatchShape
-    from harness.cost import measure_pairwise
+    from harness.cost import measure_selection
 
     strategy = registry.get_strategy(name)
     needs, training = strategy.needs, strategy.training
@@ -284,10 +299,15 @@ def _strategy_rows(
     for filter_ratio in FILTER_RATIOS:
         shape = BatchShape.from_filter_ratio(batch_size, filter_ratio)
         strategy.check_sizes(shape.batch_size, shape.super_batch_size)
-        pairwise = measure_pairwise(strategy, shape, cost.learner.embed_dim)
+        measured = measure_selection(strategy, shape, cost.learner.embed_dim)
         for cached in (True, False) if needs.reference else (True,):
             model = dataclasses.replace(cost, reference_cached=cached)
-            charged = model.step_cost(needs, training, shape, pairwise=pairwise).total / unit.flops
+            charged = (
+                model.step_cost(
+                    needs, training, shape, pairwise=measured.pairwise, selection=measured.selection
+                ).total
+                / unit.flops
+            )
             formula = model.paper_step_cost(needs, training, shape) / paper_uniform
             paper = _paper_figure(needs, training, filter_ratio, cached) if is_paper else None
             reference_one_off = one_off["training"] + (one_off["pool"] if cached else 0.0)

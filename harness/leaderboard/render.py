@@ -23,6 +23,7 @@ import pandas as pd
 from harness import __version__
 from harness.leaderboard.columns import COMPUTE, SCORES, SPEEDUPS, Column, flops, identity, selection
 from harness.leaderboard.figures import FigureFile, draw_figures
+from harness.leaderboard.mechanism import MechanismSection, mechanism_section
 from harness.leaderboard.stats import TARGET_FRACTIONS
 from harness.leaderboard.table import Leaderboard, build_leaderboard, strategy_label, target_column
 from harness.results import Results
@@ -225,8 +226,16 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
     return lines
 
 
-def markdown(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, note: str | None) -> str:
-    """leaderboard.md: header, the three tables, figures (linked), runs left out, columns, provenance."""
+def markdown(
+    board: Leaderboard,
+    figures: Sequence[FigureFile],
+    *,
+    title: str,
+    note: str | None,
+    mechanism: MechanismSection | None = None,
+) -> str:
+    """leaderboard.md: header, the three tables, the mechanism check, figures (linked), runs left
+    out, columns, provenance."""
     lines = [f"# {title}", ""]
     if note:
         lines += [f"*{note}*", ""]
@@ -241,6 +250,8 @@ def markdown(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, n
             [[c.cell(row).text for c in section.columns] for row in records],
         )
         lines.append("")
+    if mechanism is not None:
+        lines += mechanism.markdown()
     lines += ["## Figures", ""]
     for figure in figures:
         lines += [f"![{figure.title}](figures/{figure.path.name})", "", figure.caption, ""]
@@ -356,7 +367,14 @@ def _text_class(column: Column, rows: Sequence[pd.Series]) -> str:
     return ' class="text"' if any(isinstance(s, str) for s in sorts) else ""
 
 
-def html_page(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, note: str | None) -> str:
+def html_page(
+    board: Leaderboard,
+    figures: Sequence[FigureFile],
+    *,
+    title: str,
+    note: str | None,
+    mechanism: MechanismSection | None = None,
+) -> str:
     """leaderboard.html: one self-contained page (no network requests, enforced by its CSP)."""
     e = html.escape
     sections = _sections(board.table)
@@ -384,6 +402,8 @@ def html_page(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, 
             f"<p>{e(section.intro)}</p>",
             _html_table(section.id, section.columns, records),
         ]
+    if mechanism is not None:
+        parts.append(mechanism.html())
     parts.append("<h2>Figures</h2>")
     for figure in figures:
         data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
@@ -460,12 +480,20 @@ def write_leaderboard(
     """Write a built leaderboard's files into ``out_dir`` (replaced whole; see :func:`render_leaderboard`)."""
     with staged_directory(out_dir, replaceable=is_leaderboard, what="a leaderboard") as staging:
         figures = draw_figures(board, staging / "figures")
-        (staging / "leaderboard.md").write_text(markdown(board, figures, title=title, note=note))
-        (staging / "leaderboard.html").write_text(html_page(board, figures, title=title, note=note))
+        mechanism = mechanism_section(board, staging / "figures")
+        (staging / "leaderboard.md").write_text(
+            markdown(board, figures, title=title, note=note, mechanism=mechanism)
+        )
+        (staging / "leaderboard.html").write_text(
+            html_page(board, figures, title=title, note=note, mechanism=mechanism)
+        )
         board.table.to_csv(staging / "leaderboard.csv", index=False)
         board.results.rows.to_csv(staging / "rows.csv", index=False)
         names = ["leaderboard.md", "leaderboard.html", "leaderboard.csv", "rows.csv"]
         names += [f"figures/{f.path.name}" for f in figures]
+        if mechanism is not None:
+            mechanism.csv().to_csv(staging / "mechanism.csv", index=False)
+            names += ["mechanism.csv", *(f"figures/{f.path.name}" for f in mechanism.figures)]
         manifest = _manifest(board, title=title, note=note, files=names)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return LeaderboardFiles(
