@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from synthetic_runs import JITTER, SPECS, run_file
+from synthetic_runs import SPECS, run_file
 
 from harness.data import NOISE_KINDS
 from harness.leaderboard import build_leaderboard, render_leaderboard
@@ -18,7 +18,7 @@ from harness.results import read_runs
 # jest picks redundant examples 8 of 20 in the first eighth and 1 of 20 in the last (every seed); the
 # rest of its picks are clean. Its super-batches hold 30 redundant of 100 per step.
 REDUNDANT_PICKS = (8, 7, 6, 5, 4, 3, 2, 1)
-# Learner loss on redundant probes per evaluation (mean over seeds; seeds add JITTER), reference 0.2.
+# Learner loss on redundant probes per evaluation (mean over seeds; seeds add their jitter, which averages to 0), reference 0.2.
 LEARNER_REDUNDANT = (0.7, 0.6, 0.5, 0.4, 0.3)
 SPEARMAN = (0.9, 0.8, 0.7, 0.6, 0.5)
 
@@ -42,7 +42,7 @@ def _write(work: Path) -> None:
         for seed in spec.seeds:
             run = run_file(spec, seed, dataset)
             for row in run.rows:
-                i, jitter = row["evaluation"], JITTER[seed]
+                i, jitter = row["evaluation"], spec.jitter[seed]
                 row["selection_by_eighth"] = _eighths(name)
                 row["probe_size"] = 5 * 256
                 row["learner_scale"], row["learner_bias"] = 10.0 + i + jitter, -5.0 - i
