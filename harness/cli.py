@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from harness import __version__
 from harness.errors import UserError
+from harness.progress import INTERRUPTED
 from strategies import StrategyError
 
 COMMANDS = ("run", "strategies", "data", "flops", "train", "reference", "leaderboard", "publish", "tune")
@@ -48,3 +49,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, StrategyError) as err:
         print(f"jestbench: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C

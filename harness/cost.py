@@ -237,6 +237,15 @@ class Budget:
             return cls(uniform_steps=amount)
         return cls(flops=math.floor(amount))
 
+    def canonical(self) -> str:
+        """One spelling per budget (``"400 steps"``, ``"400.5 steps"``, ``"2500000000000 flops"``): what a
+        run config stores, so that ``400``, ``400.0`` and ``4e2`` steps are one run id."""
+        if self.flops is not None:
+            return f"{self.flops} flops"
+        assert self.uniform_steps is not None
+        steps = float(self.uniform_steps)
+        return f"{int(steps)} steps" if steps.is_integer() else f"{steps!r} steps"
+
     def to_flops(self, unit: UniformStep) -> int:
         """The budget in FLOPs; uniform-equivalent steps convert through ``unit``."""
         if self.flops is not None:

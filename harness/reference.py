@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from harness.data import Dataset, open_dataset, write_reference_cache
 from harness.data.pool import open_pool
 from harness.flops import model_flops
 from harness.models import DualEncoder
+from harness.progress import Reporter, stage
 from harness.records import write_json_atomic
 from harness.reference_store import RECORD, load_reference_model, reference_dir
 from harness.runconfig import OptimConfig, RunConfig
@@ -73,6 +73,10 @@ def train_reference(config: RunConfig, work_dir: Path, *, show_progress: bool = 
             return record
         model = load_reference_model(work_dir, record)
     else:
+        stage(
+            f"training the reference {reference_hash} ({config.preset}, {config.budget}) on the curated split",
+            enabled=show_progress,
+        )
         result = train(config, work_dir, show_progress=show_progress)
         model = result.model
         final = {row["split"]: row for row in result.run.rows if row["steps"] == result.run.summary["steps"]}
@@ -89,6 +93,10 @@ def train_reference(config: RunConfig, work_dir: Path, *, show_progress: bool = 
             },
         }
     pool = open_pool(dataset, "raw")
+    stage(
+        f"embedding the raw pool ({len(pool)} samples) with the reference {reference_hash}",
+        enabled=show_progress,
+    )
     embeddings = embed_split(model, pool, show_progress=show_progress)
     write_reference_cache(dataset, pool.keys, embeddings, reference_hash)
     record["pool_size"] = len(pool)
@@ -103,13 +111,11 @@ def embed_split(model: DualEncoder, pool: Any, *, show_progress: bool = True) ->
     model.eval()
     images, texts = [], []
     positions = np.arange(len(pool))
-    for chunk in tqdm(
-        np.array_split(positions, max(1, len(pool) // _CHUNK)),
-        desc="embedding the raw pool",
-        disable=None if show_progress else True,
-    ):
-        samples = pool.read(chunk)
-        images.append(model.encode_image(samples.images, "full"))
-        texts.append(model.encode_text(samples.tokens))
+    with Reporter(len(pool), "embedding the raw pool", "sample", enabled=show_progress) as reporter:
+        for chunk in np.array_split(positions, max(1, len(pool) // _CHUNK)):
+            samples = pool.read(chunk)
+            images.append(model.encode_image(samples.images, "full"))
+            texts.append(model.encode_text(samples.tokens))
+            reporter.update(len(chunk))
     scale, bias = model.scale_bias()
     return Embeddings(torch.cat(images), torch.cat(texts), float(scale), float(bias))

@@ -4,12 +4,16 @@ through importlib.metadata in a subprocess (so parallel test workers never see t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import Learning
+
+from harness.records import RunFile
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "jestbench-example-plugin"
@@ -59,11 +63,54 @@ def _broken_package(root: Path) -> Path:
     return root
 
 
+def _raising_package(root: Path) -> Path:
+    """A plugin whose selection raises after ``fail_after`` calls (the harness predicts a step's cost
+    with one call before the run starts)."""
+    (root / "jestbench_raising").mkdir(parents=True)
+    (root / "jestbench_raising" / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            import jestbench
+
+            class Rule(jestbench.Strategy):
+                name = "raising-rule"
+                params = (jestbench.Param("fail_after", int, 1, "calls that succeed", low=0),)
+                calls = 0
+
+                def select(self, view, batch_size, generator):
+                    Rule.calls += 1
+                    if Rule.calls > self.config["fail_after"]:
+                        raise ValueError("the scores went negative")
+                    return torch.randperm(view.size, generator=generator)[:batch_size]
+            """
+        )
+    )
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [build-system]
+            requires = ["setuptools>=69"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "jestbench-raising-plugin"
+            version = "0.0.1"
+            [project.entry-points."jestbench.strategies"]
+            raising-rule = "jestbench_raising:Rule"
+            [tool.setuptools]
+            packages = ["jestbench_raising"]
+            """
+        )
+    )
+    return root
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site")
     _pip_install(EXAMPLE, target)
     _pip_install(_broken_package(tmp_path_factory.mktemp("broken")), target)
+    _pip_install(_raising_package(tmp_path_factory.mktemp("raising")), target)
     return target
 
 
@@ -131,3 +178,88 @@ def test_the_plugins_own_tests_run_the_kit(site):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+IDENTITY = """
+import json
+from harness.runconfig import RunConfig
+config = RunConfig(dataset="/d", dataset_id="abc", preset="tiny", strategy="learnability-mix",
+                   params={"fraction": 0.5}, batch_size=32, filter_ratio=0.8, budget="20 steps",
+                   reference="r" * 16)
+print(json.dumps({"run_id": config.run_id, "plugin": config.plugin}))
+"""
+
+
+def test_a_plugins_distribution_version_and_source_are_part_of_its_run_id(site, tmp_path: Path):
+    """Reinstalled unchanged, the plugin gives the same run id; with its scoring edited (same version),
+    a new one, so the edited plugin's runs are trained rather than reported from the old rows."""
+    same, edited = tmp_path / "same", tmp_path / "edited"
+    for copy in (same, edited):
+        shutil.copytree(
+            EXAMPLE, copy / "src", ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
+        )
+    module = edited / "src" / "jestbench_example_plugin" / "__init__.py"
+    module.write_text(module.read_text().replace("descending=True", "descending=False"))
+    ids = {}
+    for name, copy in (("same", same), ("edited", edited)):
+        _pip_install(copy / "src", copy / "site")
+        result = _run(copy / "site", code=IDENTITY)
+        assert result.returncode == 0, result.stderr
+        ids[name] = json.loads(result.stdout)
+    original = _run(site, code=IDENTITY)
+    assert original.returncode == 0, original.stderr
+    ids["original"] = json.loads(original.stdout)
+
+    plugin = ids["original"]["plugin"]
+    assert plugin["distribution"] == "jestbench-example-plugin" and plugin["version"] == "0.1.0"
+    assert ids["same"] == ids["original"]
+    assert ids["edited"]["plugin"]["version"] == "0.1.0"
+    assert ids["edited"]["plugin"]["source_sha256"] != plugin["source_sha256"]
+    assert ids["edited"]["run_id"] != ids["original"]["run_id"]
+
+
+def _train(site: Path, learning: Learning, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    data = ["--data", str(learning.dataset.root), "--reference", learning.reference["hash"]]
+    run = ["--preset", "tiny", "-b", "32", "-f", "0.8", "--budget-steps", "20", "--eval-every", "1"]
+    return _run(site, "train", *data, *run, "--threads", "1", "--quiet", "--work", str(work), *args)
+
+
+def test_a_plugin_runs_provenance_names_its_distribution_and_version(site, learning: Learning, tmp_path):
+    work = learning.private_work_dir(tmp_path)
+    result = _train(site, learning, work, "--strategy", "learnability-mix")
+    assert result.returncode == 0, result.stderr
+    (path,) = (work / "runs").glob("*.json")
+    run = RunFile.load(path)
+    assert run.status == "complete" and run.config["plugin"]["distribution"] == "jestbench-example-plugin"
+    for record in (run.provenance, *run.rows):
+        assert record["strategy_distribution"] == "jestbench-example-plugin"
+        assert record["strategy_version"] == "0.1.0"
+        assert record["strategy_source_sha256"] == run.config["plugin"]["source_sha256"]
+
+
+def test_a_strategy_that_raises_in_a_run_fails_it_with_its_name_in_one_line(
+    site, learning: Learning, tmp_path
+):
+    work = learning.private_work_dir(tmp_path)
+    result = _train(site, learning, work, "--strategy", "raising-rule")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()  # one line, no traceback
+    assert "strategy 'raising-rule' raised ValueError: the scores went negative" in line
+    (path,) = (work / "runs").glob("*.json")
+    run = RunFile.load(path)
+    assert run.status == "failed"
+    assert run.error.startswith("stopped at step 1: strategy 'raising-rule' raised ValueError")
+    assert "jestbench_raising" in run.summary["traceback"]  # where, for the plugin's author
+    assert [row["evaluation"] for row in run.rows] == [0, 0]  # the untrained model's rows are kept
+
+
+def test_a_strategy_that_raises_before_a_run_starts_is_refused_in_one_line(
+    site, learning: Learning, tmp_path
+):
+    work = learning.private_work_dir(tmp_path)
+    result = _train(site, learning, work, "--strategy", "raising-rule", "--param", "fail_after=0")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "strategy 'raising-rule' raised ValueError: the scores went negative" in line
+    assert "predict" in line
+    assert not (work / "runs").exists()
