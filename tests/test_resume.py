@@ -71,7 +71,7 @@ def test_ctrl_c_prints_one_line_saying_how_to_resume_and_the_run_resumes(learnin
     command = [*_command(learning, work), "--checkpoint-seconds", "0"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not any((work / "checkpoints").glob("*.pt")):
+    while not any((work / "checkpoints").glob("*.pt")) or not any((work / "runs").glob("*.json")):
         assert process.poll() is None, (
             f"the run ended before it could be interrupted: {process.stderr.read()}"
         )
