@@ -80,7 +80,7 @@ class Reporter:
                 total=total, initial=initial, desc=desc, unit=unit, unit_scale=True, dynamic_ncols=True
             )
 
-    def update(self, n: float, **status: Any) -> None:
+    def update(self, n: float = 1, **status: Any) -> None:
         self.done += n
         if self.bar is not None:
             self.bar.update(n)

@@ -190,32 +190,41 @@ print(json.dumps({"run_id": config.run_id, "plugin": config.plugin}))
 """
 
 
-def test_a_plugins_distribution_version_and_source_are_part_of_its_run_id(site, tmp_path: Path):
-    """Reinstalled unchanged, the plugin gives the same run id; with its scoring edited (same version),
-    a new one, so the edited plugin's runs are trained rather than reported from the old rows."""
-    same, edited = tmp_path / "same", tmp_path / "edited"
-    for copy in (same, edited):
-        shutil.copytree(
-            EXAMPLE, copy / "src", ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
-        )
-    module = edited / "src" / "jestbench_example_plugin" / "__init__.py"
-    module.write_text(module.read_text().replace("descending=True", "descending=False"))
-    ids = {}
-    for name, copy in (("same", same), ("edited", edited)):
-        _pip_install(copy / "src", copy / "site")
-        result = _run(copy / "site", code=IDENTITY)
-        assert result.returncode == 0, result.stderr
-        ids[name] = json.loads(result.stdout)
-    original = _run(site, code=IDENTITY)
-    assert original.returncode == 0, original.stderr
-    ids["original"] = json.loads(original.stdout)
+def _pip_install_editable(package: Path, target: Path) -> None:
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*command, "--target", str(target), "-e", str(package)], check=True, capture_output=True)
 
-    plugin = ids["original"]["plugin"]
+
+def _identity(site: Path, *, editable: bool = False) -> dict:
+    # An editable install into a target directory works through its .pth file: addsitedir reads it.
+    prelude = f"import site; site.addsitedir({str(site)!r})\n" if editable else ""
+    result = _run(site, code=prelude + IDENTITY)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_plugins_distribution_version_and_source_are_part_of_its_run_id(site, tmp_path: Path):
+    """Reinstalled unchanged, the plugin gives the same run id; an editable install whose scoring is
+    edited in place (same version, no reinstall) gives a new one, so the edited plugin's runs are
+    trained rather than reported from the old rows."""
+    ignore = shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
+    shutil.copytree(EXAMPLE, tmp_path / "same" / "src", ignore=ignore)
+    _pip_install(tmp_path / "same" / "src", tmp_path / "same" / "site")
+    shutil.copytree(EXAMPLE, tmp_path / "editable" / "src", ignore=ignore)
+    _pip_install_editable(tmp_path / "editable" / "src", tmp_path / "editable" / "site")
+
+    original = _identity(site)
+    plugin = original["plugin"]
     assert plugin["distribution"] == "jestbench-example-plugin" and plugin["version"] == "0.1.0"
-    assert ids["same"] == ids["original"]
-    assert ids["edited"]["plugin"]["version"] == "0.1.0"
-    assert ids["edited"]["plugin"]["source_sha256"] != plugin["source_sha256"]
-    assert ids["edited"]["run_id"] != ids["original"]["run_id"]
+    assert _identity(tmp_path / "same" / "site") == original
+    assert _identity(tmp_path / "editable" / "site", editable=True) == original  # the same source
+
+    module = tmp_path / "editable" / "src" / "jestbench_example_plugin" / "__init__.py"
+    module.write_text(module.read_text().replace("descending=True", "descending=False"))
+    edited = _identity(tmp_path / "editable" / "site", editable=True)
+    assert edited["plugin"]["version"] == "0.1.0"
+    assert edited["plugin"]["source_sha256"] != plugin["source_sha256"]
+    assert edited["run_id"] != original["run_id"]
 
 
 def _train(site: Path, learning: Learning, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
