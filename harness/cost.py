@@ -279,6 +279,18 @@ class Budget:
             return cls(examples=int(amount))
         return cls(flops=math.floor(amount))
 
+    def canonical(self) -> str:
+        """One spelling per budget (``"400 steps"``, ``"400.5 steps"``, ``"2500000000000 flops"``,
+        ``"128000 examples"``): what a run config stores, so that ``400``, ``400.0`` and ``4e2`` steps are
+        one run id."""
+        if self.flops is not None:
+            return f"{self.flops} flops"
+        if self.examples is not None:
+            return f"{self.examples} examples"
+        assert self.uniform_steps is not None
+        steps = float(self.uniform_steps)
+        return f"{int(steps)} steps" if steps.is_integer() else f"{steps!r} steps"
+
     def to_flops(self, unit: UniformStep) -> int:
         """The budget in FLOPs; uniform-equivalent steps convert through ``unit``. A budget in examples
         has no FLOP amount (each strategy spends what its steps cost)."""

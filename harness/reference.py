@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from harness.data import Dataset, ReferenceCacheError, open_dataset, write_reference_cache
 from harness.data.pool import open_pool
 from harness.evaluate import Evaluator
 from harness.flops import model_flops
 from harness.models import DualEncoder
+from harness.progress import Reporter, stage
 from harness.records import load_trained_model, model_path, write_json_atomic
 from harness.reference_store import (
     RECORD,
@@ -86,6 +86,10 @@ def train_reference(config: RunConfig, work_dir: Path, *, show_progress: bool = 
         except ReferenceCacheError:
             pass  # missing, or computed by other weights: embed the pool again below
     else:
+        stage(
+            f"training the reference ({config.preset}, {config.budget}, seed {config.seed}) on the curated split",
+            enabled=show_progress,
+        )
         result = train(config, work_dir, show_progress=show_progress)  # a complete run is not trained again
         model = result.model
         flops = model_flops(model.config)
@@ -107,6 +111,10 @@ def train_reference(config: RunConfig, work_dir: Path, *, show_progress: bool = 
             "scores": scores,
         }
     pool = open_pool(dataset, "raw")
+    stage(
+        f"embedding the raw pool ({len(pool)} samples) with the reference {record['hash']}",
+        enabled=show_progress,
+    )
     embeddings = embed_split(model, pool, show_progress=show_progress)
     write_reference_cache(dataset, pool.keys, embeddings, record["hash"], weights_hash=record["weights_hash"])
     record["pool_size"] = len(pool)
@@ -130,13 +138,11 @@ def embed_split(model: DualEncoder, pool: Any, *, show_progress: bool = True) ->
     model.eval()
     images, texts = [], []
     positions = np.arange(len(pool))
-    for chunk in tqdm(
-        np.array_split(positions, max(1, len(pool) // _CHUNK)),
-        desc="embedding the raw pool",
-        disable=None if show_progress else True,
-    ):
-        samples = pool.read(chunk)
-        images.append(model.encode_image(samples.images, "full"))
-        texts.append(model.encode_text(samples.tokens))
+    with Reporter(len(pool), "embedding the raw pool", "sample", enabled=show_progress) as reporter:
+        for chunk in np.array_split(positions, max(1, len(pool) // _CHUNK)):
+            samples = pool.read(chunk)
+            images.append(model.encode_image(samples.images, "full"))
+            texts.append(model.encode_text(samples.tokens))
+            reporter.update(len(chunk))
     scale, bias = model.scale_bias()
     return Embeddings(torch.cat(images), torch.cat(texts), float(scale), float(bias))

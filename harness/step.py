@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,16 @@ import torch
 from harness.batching import BatchShape
 from harness.cost import Budget, CostModel, StepCost, UniformStep
 from harness.data import NOISE_KINDS, SuperBatch, SuperBatchStream, open_dataset
+from harness.errors import UserError
 from harness.finite import require_finite
 from harness.flops import ModelFlops, model_flops
 from harness.losses import sigmoid_loss
 from harness.models import DualEncoder, build_model
+from harness.records import strategy_identity
 from harness.reference_store import check_reference_cache, load_reference_model, load_reference_record
 from harness.runconfig import OptimConfig, RunConfig, TrainingError
 from harness.view import EmbeddingView, select_counted
-from strategies import Embeddings, TrainingPlan, ValidatedStrategy, default_registry
+from strategies import Embeddings, StrategyError, TrainingPlan, ValidatedStrategy, default_registry
 
 POOLS = ("all", "clean")
 EIGHTHS = 8  # the mechanism check's resolution over training (docs/RESULTS.md)
@@ -123,6 +126,25 @@ def train_step(
     return float(total.detach())
 
 
+class StrategyFailedError(TrainingError):
+    """A strategy's own code raised: the message names the strategy and its error (its traceback is
+    kept in the run file's summary)."""
+
+
+@contextmanager
+def blaming(strategy: str, when: str) -> Iterator[None]:
+    """Turn an exception from inside ``strategy``'s code into a :class:`StrategyFailedError` naming
+    it; the harness's own errors (already a :class:`UserError` or :class:`StrategyError`) pass as they are."""
+    try:
+        yield
+    except (UserError, StrategyError):
+        raise
+    except Exception as err:
+        raise StrategyFailedError(
+            f"strategy {strategy!r} raised {type(err).__name__}: {err} ({when})"
+        ) from err
+
+
 def _repeats(captions: list[str]) -> int:
     """Captions in a batch that repeat an earlier one: in-batch false negatives for the loss."""
     return len(captions) - len(set(captions))
@@ -136,6 +158,13 @@ class Stepper:
         self.work_dir = work_dir
         self.dataset = open_dataset(Path(config.dataset))
         self.strategy: ValidatedStrategy = default_registry().get_strategy(config.strategy, **config.params)
+        installed = strategy_identity(config.strategy)
+        if config.plugin != installed:
+            raise TrainingError(
+                f"this run was configured for plugin {dict(config.plugin or {})} and the installed "
+                f"strategy {config.strategy!r} is {dict(installed or {})}; make the run's config again "
+                "(rerun the command) to train with the installed code"
+            )
         self.shape = BatchShape.from_filter_ratio(config.batch_size, config.filter_ratio)
         self.strategy.check_sizes(self.shape.batch_size, self.shape.super_batch_size)
         self.needs = self.strategy.needs
@@ -163,7 +192,8 @@ class Stepper:
         unit = UniformStep.of(self.cost, self.shape.batch_size)
         self.ledger = Budget.parse(config.budget).ledger(unit, self.shape.batch_size)
         self.budget_flops = self.ledger.budget_flops  # None for a budget in examples
-        self.predicted = self.cost.strategy_step_cost(self.strategy, self.shape)
+        with blaming(config.strategy, "selecting once on random embeddings to predict a step's cost"):
+            self.predicted = self.cost.strategy_step_cost(self.strategy, self.shape)
         if not self.ledger.fits(self.predicted):
             minimum = (
                 f"{self.predicted.total:.4g} FLOPs ({unit.to_steps(self.predicted.total):.3g} uniform-equivalent steps)"
@@ -274,7 +304,8 @@ class Stepper:
         """Select from ``batch``, train on the selection, charge the ledger and count; the cost that ran."""
         batch = self.offered(batch)
         view = self.view(batch)
-        index, selection = select_counted(self.strategy, view, self.shape.batch_size, self.generator)
+        with blaming(self.config.strategy, "while selecting"):
+            index, selection = select_counted(self.strategy, view, self.shape.batch_size, self.generator)
         rate = learning_rate(self.ledger.fraction_after(self.predicted), self.config.optim)
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"]

@@ -26,24 +26,34 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from harness.data import NOISE_KINDS
+from harness.errors import UserError
 from harness.evaluate import Evaluation, Evaluator
-from harness.finite import NonFiniteError
 from harness.models import DualEncoder
 from harness.probe import open_probe
+from harness.progress import Reporter, stage
 from harness.records import RunFile, atomic_torch_save, load_trained_model, model_path, provenance
 from harness.runconfig import RunConfig, TrainingError
-from harness.step import Stepper
+from harness.step import Stepper, StrategyFailedError
+from strategies import StrategyError
 
 EvaluationCallback = Callable[[int, list[Evaluation]], None]
+
+
+class _Stopped(Exception):
+    """Carries an exception raised by ``on_evaluation``: the caller stopped the run, it did not fail."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass
@@ -63,6 +73,7 @@ class Run(Stepper):
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_path = work_dir / "checkpoints" / f"{config.run_id}.pt"
         self.run_file = RunFile(config.run_id, config.to_dict())
+        self.run_file.provenance.update(self.strategy_provenance())
         self.resumed = self._resume()
         self.evaluator = Evaluator(self.dataset, config.eval_splits, seed=config.seed)
         self.probe = open_probe(
@@ -72,6 +83,15 @@ class Run(Stepper):
             cached=config.reference_cached,
             on_bad_sample=config.on_bad_sample,  # type: ignore[arg-type]
         )
+
+    def strategy_provenance(self) -> dict[str, Any]:
+        """Which code the strategy ran: a plugin's distribution, version and source hash, else jestbench."""
+        plugin = self.config.plugin or {}
+        return {
+            "strategy_distribution": plugin.get("distribution", "jestbench"),
+            "strategy_version": plugin.get("version", provenance()["jestbench_version"]),
+            "strategy_source_sha256": plugin.get("source_sha256"),
+        }
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -166,11 +186,25 @@ class Run(Stepper):
             "selection_by_eighth": json.dumps(p.eighths()),
             "config_hash": c.run_id,
             **provenance(),
+            **self.strategy_provenance(),
         }
         for kind in NOISE_KINDS:
             row[f"selected_{kind}"] = p.selected_noise.get(kind, 0)
             row[f"super_{kind}"] = p.super_noise.get(kind, 0)
         return row
+
+    def fail(self, err: Exception) -> None:
+        """Record why the run stopped: the run file says ``failed`` with the error, and keeps the
+        traceback of one that is not the user's to fix or that came from the strategy's own code."""
+        known = isinstance(err, UserError | StrategyError)
+        self.run_file.status = "failed"
+        self.run_file.error = f"stopped at step {self.ledger.steps + 1}: " + (
+            str(err) if known else f"{type(err).__name__}: {err}"
+        )
+        self.save()
+        if not known or isinstance(err, StrategyFailedError):
+            self.run_file.summary["traceback"] = "".join(traceback.format_exception(err))
+            self.run_file.save(self.work_dir)
 
     def save(self) -> None:
         self.run_file.summary = {
@@ -205,14 +239,19 @@ def train(
     run = Run(config, work_dir, checkpoint_seconds)
     stream = run.stream()
     every = config.eval_every * run.ledger.limit  # in the budget's unit: FLOPs or trained examples
-    bar = tqdm(
-        total=run.ledger.limit,
+    resuming = f", resuming at step {run.ledger.steps}" if run.resumed else ""
+    flops = f" = {run.budget_flops:.4g} FLOPs" if run.budget_flops is not None else ""
+    stage(
+        f"training run {config.run_id}: {config.strategy} seed {config.seed} on {config.split}, "
+        f"{config.budget}{flops}{resuming}",
+        enabled=show_progress,
+    )
+    reporter = Reporter(
+        run.ledger.limit,
+        f"{config.strategy} seed {config.seed}",
+        run.ledger.unit,
         initial=run.ledger.used,
-        unit=run.ledger.unit,
-        unit_scale=True,
-        desc=f"{config.strategy} seed {config.seed}",
-        disable=None if show_progress else True,  # None: shown on a terminal, not in a log file
-        dynamic_ncols=True,
+        enabled=show_progress,
     )
     started = time.monotonic() - run.progress.wall_time
     last_checkpoint = time.monotonic()
@@ -227,7 +266,10 @@ def train(
         run.save()
         last_mean = next((e.scores.mean for e in evaluations if e.split == config.eval_splits[0]), last_mean)
         if on_evaluation is not None:
-            on_evaluation(run.progress.evaluations - 1, evaluations)
+            try:
+                on_evaluation(run.progress.evaluations - 1, evaluations)
+            except Exception as err:  # the caller's stop (a pruned trial): the run stays resumable
+                raise _Stopped(err) from err
 
     try:
         if run.progress.evaluations == 0:
@@ -238,9 +280,9 @@ def train(
         while run.ledger.fits(run.predicted):
             cost = run.step(next(batches))
             run.predicted = cost  # the next step's cost is this one's: the stop rule and the schedule use it
-            bar.update(run.ledger.measure(cost))
-            bar.set_postfix(
-                examples=run.progress.examples_seen,
+            reporter.update(
+                run.ledger.measure(cost),
+                step=run.ledger.steps,
                 loss=f"{run.progress.last_loss:.3f}",
                 score=f"{last_mean:.3f}",
             )
@@ -252,13 +294,17 @@ def train(
                 last_checkpoint = time.monotonic()
         if run.ledger.steps and run.run_file.rows and run.run_file.rows[-1]["steps"] != run.ledger.steps:
             evaluate()
-    except NonFiniteError as err:
-        run.run_file.status = "failed"
-        run.run_file.error = f"stopped at step {run.ledger.steps + 1}: {err}"
-        run.save()
-        bar.close()
-        raise TrainingError(f"run {config.run_id} {run.run_file.error}; its rows so far are kept") from err
-    bar.close()
+    except _Stopped as stopped:
+        raise stopped.error from None
+    except Exception as err:
+        run.fail(err)
+        if isinstance(err, UserError | StrategyError):
+            raise TrainingError(
+                f"run {config.run_id} {run.run_file.error}; its rows so far are kept"
+            ) from err
+        raise
+    finally:
+        reporter.close()
     atomic_torch_save(
         model_path(work_dir, config.run_id),
         {"config": dataclasses.asdict(run.model.config), "state": run.model.state_dict()},

@@ -118,6 +118,10 @@ class Registry:
         """``"built-in"`` or ``"plugin from <package>"``."""
         return self._entry(name).source
 
+    def package(self, name: str) -> str | None:
+        """The distribution plugin ``name`` came from; ``None`` for built-ins and direct registrations."""
+        return self._entry(name).package
+
     def get_class(self, name: str) -> type[Strategy]:
         """The strategy class registered under ``name``, importing it on first use."""
         entry = self._entry(name)

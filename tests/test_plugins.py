@@ -11,6 +11,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import Learning
+
+from harness.records import RunFile
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "jestbench-example-plugin"
@@ -76,6 +79,48 @@ def _broken_package(root: Path) -> Path:
     return root
 
 
+def _raising_package(root: Path) -> Path:
+    """A plugin whose selection raises after ``fail_after`` calls (the harness predicts a step's cost
+    with one call before the run starts)."""
+    (root / "jestbench_raising").mkdir(parents=True)
+    (root / "jestbench_raising" / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            import jestbench
+
+            class Rule(jestbench.Strategy):
+                name = "raising-rule"
+                params = (jestbench.Param("fail_after", int, 1, "calls that succeed", low=0),)
+                calls = 0
+
+                def select(self, view, batch_size, generator):
+                    Rule.calls += 1
+                    if Rule.calls > self.config["fail_after"]:
+                        raise ValueError("the scores went negative")
+                    return torch.randperm(view.size, generator=generator)[:batch_size]
+            """
+        )
+    )
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [build-system]
+            requires = ["setuptools>=69"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "jestbench-raising-plugin"
+            version = "0.0.1"
+            [project.entry-points."jestbench.strategies"]
+            raising-rule = "jestbench_raising:Rule"
+            [tool.setuptools]
+            packages = ["jestbench_raising"]
+            """
+        )
+    )
+    return root
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site")
@@ -88,6 +133,7 @@ def site(tmp_path_factory) -> Path:
     )
     _pip_install(example, target)
     _pip_install(_broken_package(tmp_path_factory.mktemp("broken")), target)
+    _pip_install(_raising_package(tmp_path_factory.mktemp("raising")), target)
     return target
 
 
@@ -193,3 +239,97 @@ def test_the_plugins_own_tests_run_the_kit(site):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+IDENTITY = """
+import json
+from harness.runconfig import RunConfig
+config = RunConfig(dataset="/d", dataset_id="abc", preset="tiny", strategy="learnability-mix",
+                   params={"fraction": 0.5}, batch_size=32, filter_ratio=0.8, budget="20 steps",
+                   reference="r" * 16)
+print(json.dumps({"run_id": config.run_id, "plugin": config.plugin}))
+"""
+
+
+def _pip_install_editable(package: Path, target: Path) -> None:
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*command, "--target", str(target), "-e", str(package)], check=True, capture_output=True)
+
+
+def _identity(site: Path, *, editable: bool = False) -> dict:
+    # An editable install into a target directory works through its .pth file: addsitedir reads it.
+    prelude = f"import site; site.addsitedir({str(site)!r})\n" if editable else ""
+    result = _run(site, code=prelude + IDENTITY)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_plugins_distribution_version_and_source_are_part_of_its_run_id(site, tmp_path: Path):
+    """Reinstalled unchanged, the plugin gives the same run id; an editable install whose scoring is
+    edited in place (same version, no reinstall) gives a new one, so the edited plugin's runs are
+    trained rather than reported from the old rows."""
+    ignore = shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
+    shutil.copytree(EXAMPLE, tmp_path / "same" / "src", ignore=ignore)
+    _pip_install(tmp_path / "same" / "src", tmp_path / "same" / "site")
+    shutil.copytree(EXAMPLE, tmp_path / "editable" / "src", ignore=ignore)
+    _pip_install_editable(tmp_path / "editable" / "src", tmp_path / "editable" / "site")
+
+    original = _identity(site)
+    plugin = original["plugin"]
+    assert plugin["distribution"] == "jestbench-example-plugin" and plugin["version"] == "0.1.0"
+    assert _identity(tmp_path / "same" / "site") == original
+    assert _identity(tmp_path / "editable" / "site", editable=True) == original  # the same source
+
+    module = tmp_path / "editable" / "src" / "jestbench_example_plugin" / "__init__.py"
+    module.write_text(module.read_text().replace("descending=True", "descending=False"))
+    edited = _identity(tmp_path / "editable" / "site", editable=True)
+    assert edited["plugin"]["version"] == "0.1.0"
+    assert edited["plugin"]["source_sha256"] != plugin["source_sha256"]
+    assert edited["run_id"] != original["run_id"]
+
+
+def _train(site: Path, learning: Learning, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    data = ["--data", str(learning.dataset.root), "--reference", learning.reference["hash"]]
+    run = ["--preset", "tiny", "-b", "32", "-f", "0.8", "--budget-steps", "20", "--eval-every", "1"]
+    return _run(site, "train", *data, *run, "--threads", "1", "--quiet", "--work", str(work), *args)
+
+
+def test_a_plugin_runs_provenance_names_its_distribution_and_version(site, learning: Learning, tmp_path):
+    work = learning.private_work_dir(tmp_path)
+    result = _train(site, learning, work, "--strategy", "learnability-mix")
+    assert result.returncode == 0, result.stderr
+    (path,) = (work / "runs").glob("*.json")
+    run = RunFile.load(path)
+    assert run.status == "complete" and run.config["plugin"]["distribution"] == "jestbench-example-plugin"
+    for record in (run.provenance, *run.rows):
+        assert record["strategy_distribution"] == "jestbench-example-plugin"
+        assert record["strategy_version"] == "0.1.0"
+        assert record["strategy_source_sha256"] == run.config["plugin"]["source_sha256"]
+
+
+def test_a_strategy_that_raises_in_a_run_fails_it_with_its_name_in_one_line(
+    site, learning: Learning, tmp_path
+):
+    work = learning.private_work_dir(tmp_path)
+    result = _train(site, learning, work, "--strategy", "raising-rule")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()  # one line, no traceback
+    assert "strategy 'raising-rule' raised ValueError: the scores went negative" in line
+    (path,) = (work / "runs").glob("*.json")
+    run = RunFile.load(path)
+    assert run.status == "failed"
+    assert run.error.startswith("stopped at step 1: strategy 'raising-rule' raised ValueError")
+    assert "jestbench_raising" in run.summary["traceback"]  # where, for the plugin's author
+    assert [row["evaluation"] for row in run.rows] == [0, 0]  # the untrained model's rows are kept
+
+
+def test_a_strategy_that_raises_before_a_run_starts_is_refused_in_one_line(
+    site, learning: Learning, tmp_path
+):
+    work = learning.private_work_dir(tmp_path)
+    result = _train(site, learning, work, "--strategy", "raising-rule", "--param", "fail_after=0")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "strategy 'raising-rule' raised ValueError: the scores went negative" in line
+    assert "predict" in line
+    assert not (work / "runs").exists()

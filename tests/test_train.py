@@ -183,7 +183,7 @@ def test_a_strategy_needing_the_reference_without_one_names_the_command(learning
 
 def test_a_diverging_loss_stops_the_run_at_its_step_and_keeps_the_rows(learning: Learning, tmp_path: Path):
     work = learning.private_work_dir(tmp_path)
-    absurd = OptimConfig(learning_rate=1e30, warmup=0.0, grad_clip=1e30)
+    absurd = OptimConfig(warmup=0.0, weight_decay=1e30)  # decoupled decay: weights x (1 - 1e30) per step
     cfg = config(learning, "uniform", optim=absurd)
     with pytest.raises(TrainingError, match=r"stopped at step \d+: .* not finite"):
         train(cfg, work, show_progress=False)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from harness.commands.train import add_optim_arguments, optim_from_args
-from harness.errors import UserError
+from harness.commands.train import add_optim_arguments, budget_from_args, optim_from_args, seed
 from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
@@ -40,7 +39,7 @@ def register(subparsers: Any) -> None:
         "--budget-steps", type=float, metavar="N", help=f"training steps (default {DEFAULT_STEPS})"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the reference's init and data order (default 0)"
+        "--seed", type=seed, default=0, help="seed of the reference's init and data order (default 0)"
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_optim_arguments(parser)
@@ -53,21 +52,13 @@ def run(args: argparse.Namespace) -> int:
     from harness.data import dataset_from_args
     from harness.reference import reference_config, train_reference
 
-    if args.budget is not None and args.budget <= 0:
-        raise UserError(f"--budget {args.budget} must be > 0")
+    budget = budget_from_args(args, DEFAULT_STEPS)
+    optim = optim_from_args(args)
     set_threads(args)
     work = work_dir(args)
     dataset = dataset_from_args(args, work)
-    budget = (
-        f"{args.budget} flops" if args.budget is not None else f"{args.budget_steps or DEFAULT_STEPS} steps"
-    )
     config = reference_config(
-        dataset,
-        preset=args.preset,
-        budget=budget,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        optim=optim_from_args(args),
+        dataset, preset=args.preset, budget=budget, batch_size=args.batch_size, seed=args.seed, optim=optim
     )
     record = train_reference(config, work, show_progress=not args.quiet)
     print(f"reference {record['hash']} (preset {args.preset}, seed {record['seed']}) on {dataset.root}")

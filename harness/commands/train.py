@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from harness.commands.strategies import add_param_argument, parse_params
-from harness.errors import UserError
 from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
@@ -55,7 +54,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, tuning: bool = False) 
     )
     parser.add_argument(
         "--seed",
-        type=int,
+        type=seed,
         default=None if tuning else 0,
         help="seed of the model, data order and selection "
         + ("(default: the suite's first seed, or 0)" if tuning else "(default 0)"),
@@ -74,7 +73,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, tuning: bool = False) 
     )
     parser.add_argument(
         "--eval-every",
-        type=float,
+        type=eval_fraction,
         default=0.25,
         help="evaluate every this fraction of the budget (default 0.25)",
     )
@@ -86,6 +85,43 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, tuning: bool = False) 
         )
     else:
         add_threads_argument(parser)
+
+
+def seed(text: str) -> int:
+    """``--seed``: a whole number >= 0, refused by the parser with one line otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
+def eval_fraction(text: str) -> float:
+    """``--eval-every``: a fraction of the budget in (0, 1], refused by the parser otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction of the budget in (0, 1]")
+    return value
+
+
+def budget_from_args(args: argparse.Namespace, default_steps: int) -> str:
+    """``--budget FLOPS``, ``--budget-examples N`` (where the command has it) or ``--budget-steps N``
+    (``default_steps`` when none is given) as a run config's budget; a budget <= 0 is refused here,
+    before any data is built."""
+    from harness.cost import Budget
+
+    if args.budget is not None:
+        text = f"{args.budget} flops"
+    elif getattr(args, "budget_examples", None) is not None:
+        text = f"{args.budget_examples} examples"
+    else:
+        text = f"{default_steps if args.budget_steps is None else args.budget_steps} steps"
+    return Budget.parse(text).canonical()
 
 
 def add_optim_arguments(parser: argparse.ArgumentParser) -> None:
@@ -150,6 +186,8 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
     from harness.runconfig import RunConfig
     from strategies import default_registry
 
+    budget = budget_from_args(args, 1000)
+    optim = optim_from_args(args)
     work = work_dir(args)
     dataset = dataset_from_args(args, work)
     built = default_registry().get_strategy(strategy, **params)
@@ -157,11 +195,6 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
     reference = args.reference
     if needs.reference and reference is None:
         reference = find_reference(work, dataset, args.preset, args.reference_seed)
-    budget = f"{args.budget_steps or 1000} steps"
-    if args.budget is not None:
-        budget = f"{args.budget} flops"
-    elif args.budget_examples is not None:
-        budget = f"{args.budget_examples} examples"
     return RunConfig(
         dataset=str(dataset.root),
         dataset_id=dataset.content_id,
@@ -176,7 +209,7 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
         reference_cached=not args.uncached_reference,
         on_bad_sample=args.on_bad_sample,
         eval_every=args.eval_every,
-        optim=optim_from_args(args),
+        optim=optim,
     )
 
 
@@ -185,8 +218,6 @@ def run(args: argparse.Namespace) -> int:
 
     set_threads(args)
     config = run_config_from_args(args, args.strategy, parse_params(args.param))
-    if not 0 < config.eval_every <= 1:
-        raise UserError(f"--eval-every {config.eval_every} must lie in (0, 1]")
     result = train(
         config, work_dir(args), show_progress=not args.quiet, checkpoint_seconds=args.checkpoint_seconds
     )
