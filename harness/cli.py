@@ -17,7 +17,18 @@ from harness import __version__
 from harness.errors import UserError
 from strategies import StrategyError
 
-COMMANDS = ("run", "strategies", "data", "flops", "train", "reference", "leaderboard", "publish", "tune")
+COMMANDS = (
+    "run",
+    "strategies",
+    "data",
+    "flops",
+    "train",
+    "reference",
+    "leaderboard",
+    "publish",
+    "tune",
+    "reproduce",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
