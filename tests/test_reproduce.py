@@ -33,6 +33,8 @@ def test_verdict_follows_the_checks_on_known_differences() -> None:
     # A threshold: the mean ratio 1.0 ± 0.1 is above 0.8 but not above 1.2.
     assert decide([Check.of("r", clear, threshold=0.8)]).verdict == HOLDS
     assert decide([Check.of("r", clear, threshold=1.2)]).verdict == DOES_NOT_HOLD
+    undefined = decide([Check.of("ratio", [1.0, float("inf"), 2.0]), Check.of("a", clear)])
+    assert undefined.verdict == PARTLY and not undefined.checks[0].supports
     one = decide([Check.of("a", [1.0])], untestable="one seed")
     assert (one.verdict, one.reason) == (NOT_TESTABLE, "one seed")
     exact = decide([Check.exact_count("cheaper", 3.0), Check.exact_count("dearer", -1.0)])

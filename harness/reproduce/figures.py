@@ -111,3 +111,18 @@ def score_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], xlabel: st
     ax.set_ylabel("mean score on eval")
     ax.legend(fontsize=7)
     save(figure, path)
+
+
+def grouped_bars(groups: Mapping[str, Mapping[str, float]], ylabel: str, path: Path) -> None:
+    """One group of bars per setting (a filter ratio), one bar per method."""
+    figure = Figure(figsize=(8, 4))
+    ax = figure.add_subplot()
+    names = list(groups)
+    kinds = list(next(iter(groups.values())))
+    width = 0.8 / len(kinds)
+    for i, kind in enumerate(kinds):
+        ax.bar(np.arange(len(names)) + i * width, [groups[n][kind] for n in names], width, label=kind)
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    save(figure, path)

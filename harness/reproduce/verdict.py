@@ -83,6 +83,8 @@ class Verdict:
 def _raw(check: Check) -> tuple[float, float, float, float]:
     """Mean, interval and two-sided p-value of ``mean − threshold`` (0 or 1 for exact counts)."""
     data = np.asarray(check.values, dtype=float)
+    if not np.isfinite(data).all():  # a ratio over a zero denominator: no number, no support
+        return math.nan, math.nan, math.nan, math.nan
     mean = float(data.mean())
     if check.exact:
         p = 0.0 if mean != check.threshold else 1.0
@@ -106,7 +108,8 @@ def decide(checks: Sequence[Check], *, untestable: str = "") -> Verdict:
     if not testable:
         return Verdict(NOT_TESTABLE, untestable or "fewer than two replicates for every comparison")
     raw = [_raw(c) for c in testable]
-    adjusted = holm(np.array([p for *_, p in raw]))
+    # A comparison that came out NaN (a ratio over a zero denominator) counts as p = 1: never support.
+    adjusted = holm(np.nan_to_num(np.array([p for *_, p in raw]), nan=1.0))
     results = []
     for check, (mean, low, high, p), p_holm in zip(testable, raw, adjusted, strict=True):
         direction_ok = check.direction * (mean - check.threshold) > 0
