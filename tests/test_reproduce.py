@@ -14,6 +14,7 @@ import torch
 from conftest import LEARN_REFERENCE, Learning
 
 from harness.cli import main
+from harness.data import Dataset
 from harness.losses import sigmoid_loss
 from harness.reproduce import CLAIMS, QUICK, VERDICTS, Check, decide
 from harness.reproduce.selection import joint_learnability
@@ -128,3 +129,29 @@ def test_quick_writes_a_row_and_a_computed_verdict_per_claim(learning: Learning,
 def test_unknown_claim_number_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["reproduce", "--quick", "--claims", "9", "--work", str(tmp_path)]) == 2
     assert "--claims [9]" in capsys.readouterr().err
+
+
+def test_full_scale_reuses_the_full_suites_runs(tiny_dataset: Dataset, tmp_path: Path) -> None:
+    """The full scale builds the same run configs as `jestbench run full` for the seven
+    configurations they share, so those runs are found complete rather than trained again."""
+    from harness.reproduce import FULL, Context
+    from harness.suites import load_suite
+
+    suite_ids = {c.run_id for c in load_suite("full").run_configs(tiny_dataset, "reference-hash")}
+    ctx = Context(tmp_path, tiny_dataset, FULL, tmp_path / "out")
+    ctx._reference = {"hash": "reference-hash"}
+    configurations = (
+        ("uniform", None, 0.0),
+        ("uniform", {"two_resolution": True}, 0.0),
+        ("hard-learner", None, 0.8),
+        ("easy-reference", None, 0.8),
+        ("learnability", None, 0.8),
+        ("jest", {"gain": FULL.gain, "score": "learnability"}, 0.8),
+        ("flexi-jest", None, 0.8),
+    )
+    shared = [
+        ctx.config(name, params, filter_ratio=f, seed=seed)
+        for name, params, f in configurations
+        for seed in FULL.seeds
+    ]
+    assert len(shared) == 21 and {c.run_id for c in shared} <= suite_ids

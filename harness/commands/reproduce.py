@@ -10,8 +10,8 @@ from harness.data.arguments import add_data_arguments, dataset_from_args
 from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
-Re-measure every claim of the JEST paper (Fig. 1-4, Flexi-JEST, the mechanism): train or reuse the
-runs each claim needs (complete runs in the work directory are not trained again), analyse real
+Re-measure the claims of the JEST paper (Fig. 1-4, Flexi-JEST; the mechanism claim is listed as not
+measured yet, with why): train or reuse the runs each claim needs (complete runs in the work directory are not trained again), analyse real
 super-batches, and write REPORT.md and figures/ into --out (default WORK/reproduce/SCALE). Each claim
 gets one row: the paper's statement and number, ours with its interval, the seeds and data, and a
 verdict computed from paired tests with Holm's correction (docs/REPRODUCE.md).

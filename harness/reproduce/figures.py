@@ -24,7 +24,7 @@ def selection_quality(
 ) -> None:
     """Fig. 2 (middle): joint learnability against chunks N, one panel per point of training, with
     uniform, top-k and Gibbs as lines; the Gibbs traces (first super-batch) below."""
-    figure = Figure(figsize=(4.2 * len(points), 7))
+    figure = Figure(figsize=(4.2 * len(points), 7), layout="constrained")
     for column, (label, scores, traces) in enumerate(points):
         ax = figure.add_subplot(2, len(points), column + 1)
         ns = [n for n in chunk_counts if f"JEST N={n}" in scores]
@@ -48,7 +48,7 @@ def selection_quality(
 
 def filter_ratio(scores: Mapping[float, Sequence[float]], path: Path) -> None:
     """Fig. 2 (right): JEST's joint learnability against f, mean and one line per super-batch."""
-    figure = Figure(figsize=(5, 4))
+    figure = Figure(figsize=(5, 4), layout="constrained")
     ax = figure.add_subplot()
     fs = sorted(scores)
     values = np.array([scores[f] for f in fs])
@@ -62,7 +62,7 @@ def filter_ratio(scores: Mapping[float, Sequence[float]], path: Path) -> None:
 
 def matrix(values: np.ndarray, selected: int, path: Path) -> None:
     """Fig. 2 (left): the learnability matrix sorted by selection order, the chosen block outlined."""
-    figure = Figure(figsize=(5.5, 5))
+    figure = Figure(figsize=(5.5, 5), layout="constrained")
     ax = figure.add_subplot()
     limit = float(np.quantile(np.abs(values), 0.99)) or 1.0
     image = ax.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit)
@@ -83,7 +83,7 @@ def bars(
     markers: Mapping[str, float] | None = None,
 ) -> None:
     """Stacked bars, one per group, one segment per part; optional markers (the paper's figures)."""
-    figure = Figure(figsize=(7, 4))
+    figure = Figure(figsize=(7, 4), layout="constrained")
     ax = figure.add_subplot()
     names = list(groups)
     parts = list(next(iter(groups.values())))
@@ -97,13 +97,13 @@ def bars(
             ax.plot([names.index(name)], [value], "k*", markersize=12)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8, title="★ paper (A.4)" if markers else None)
-    ax.tick_params(axis="x", labelsize=8)
+    ax.tick_params(axis="x", labelsize=8, labelrotation=15)
     save(figure, path)
 
 
 def score_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], xlabel: str, path: Path) -> None:
     """Mean score over seeds against cost, one line per configuration."""
-    figure = Figure(figsize=(7, 4.5))
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
     ax = figure.add_subplot()
     for i, (name, (x, y)) in enumerate(curves.items()):
         ax.plot(x, y, color=f"C{i % 10}", label=name)
@@ -115,7 +115,7 @@ def score_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], xlabel: st
 
 def grouped_bars(groups: Mapping[str, Mapping[str, float]], ylabel: str, path: Path) -> None:
     """One group of bars per setting (a filter ratio), one bar per method."""
-    figure = Figure(figsize=(8, 4))
+    figure = Figure(figsize=(8, 4), layout="constrained")
     ax = figure.add_subplot()
     names = list(groups)
     kinds = list(next(iter(groups.values())))
