@@ -125,6 +125,18 @@ def test_quick_writes_a_row_and_a_computed_verdict_per_claim(learning: Learning,
     filter_ratio = next(c for c in summary if c["claim"] == 2)
     assert len(filter_ratio["checks"]) == 3  # f = 0.5 < 0.8 < 0.9 < 0.95: B = 640 fits the pool of 3,000
 
+    # A second call trains nothing (every run is found complete) and reports the same numbers.
+    runs = sorted((work / "runs").iterdir())
+    assert main([*argv, "--threads", "1", "--claims", "1", "4", "5"]) == 0
+    assert sorted((work / "runs").iterdir()) == runs
+    again = {c["claim"]: c for c in json.loads((out / "report.json").read_text())["claims"]}
+    for claim in summary:
+        if claim["claim"] in again:
+            assert (again[claim["claim"]]["ours"], again[claim["claim"]]["checks"]) == (
+                claim["ours"],
+                claim["checks"],
+            )
+
 
 def test_unknown_claim_number_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["reproduce", "--quick", "--claims", "9", "--work", str(tmp_path)]) == 2
