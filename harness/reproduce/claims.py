@@ -20,9 +20,11 @@ import torch
 
 from harness.batching import BatchShape
 from harness.cost import COST_KINDS, CostModel
+from harness.data import SuperBatch
 from harness.flops import model_flops
 from harness.leaderboard.stats import Curve, Interval, speedup
 from harness.losses import unconditional_losses
+from harness.models import DualEncoder
 from harness.records import RunFile, load_trained_model
 from harness.reproduce import figures
 from harness.reproduce.context import ANALYSIS_SEED, Context
@@ -33,7 +35,7 @@ from harness.reproduce.selection import (
     sorted_matrix,
 )
 from harness.reproduce.verdict import NOT_TESTABLE, Check, Verdict, decide, fmt
-from strategies import Needs, TrainingPlan, default_registry
+from strategies import Needs, Resolution, TrainingPlan, default_registry
 
 
 @dataclass
@@ -84,7 +86,7 @@ def _analysis_ratios(ctx: Context) -> tuple[tuple[float, ...], list[float]]:
     return fits, [f for f in ctx.scale.analysis_filter_ratios if f not in fits]
 
 
-def _batches(ctx: Context) -> list[Any]:
+def _batches(ctx: Context) -> list[SuperBatch]:
     fits, _ = _analysis_ratios(ctx)
     return ctx.super_batches(BatchShape.from_filter_ratio(ctx.scale.batch_size, max(fits)).super_batch_size)
 
@@ -456,7 +458,9 @@ def measure_flexi(ctx: Context) -> Outcome:
     )
 
 
-def _embed(model: Any, batch: Any, resolution: str) -> tuple[Any, Any, Any, Any]:
+def _embed(
+    model: DualEncoder, batch: SuperBatch, resolution: Resolution
+) -> tuple[torch.Tensor, torch.Tensor, float, float]:
     e = model.embeddings(batch.images, batch.tokens, resolution)
     return e.image, e.text, e.scale, e.bias
 
@@ -524,7 +528,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Fig. 2 (middle): selection quality",
         "Joint sampling with more chunks selects sub-batches of higher joint learnability; with N = 16 it "
         "comes close to the brute-force Gibbs yardstick.",
-        "no number printed; trend read from the figure",
+        "trend of the figure; no number transcribed",
         "a uniform run (seed 100) with snapshots at 25%, 50% and 100% of its budget; the reference",
         "joint learnability (1/b)·Σ_{S×S}(L(θ) − L(θ*)) of the sub-batch chosen by uniform, independent "
         "top-k, JEST at N = 1…32 (b fixed, f = 0.8) and Gibbs (single-swap Metropolis from a uniform "
@@ -537,7 +541,7 @@ CLAIMS: tuple[Claim, ...] = (
         2,
         "Fig. 2 (right): filter ratio",
         "The joint learnability of the selected sub-batch rises with the filter ratio.",
-        "no number printed; trend read from the figure",
+        "trend of the figure; no number transcribed",
         "the trained uniform run (end of training); the reference",
         "JEST (N = 16) on nested prefixes of the same super-batches, B = b/(1 − f) for f = 0.5, 0.8, 0.9 "
         "and 0.95 where it fits the pool",
@@ -549,7 +553,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Fig. 2 (left): learnability matrix",
         "Sorted by JEST's selection order, the learnability matrix of a super-batch concentrates in the "
         "block of the chosen sub-batch.",
-        "no number (an illustration)",
+        "an illustration; no number transcribed",
         "the trained uniform run (end of training); the reference",
         "the mean entry of the chosen S×S block minus the mean entry of the whole B×B matrix",
         "that difference > 0, t over super-batches",
@@ -560,7 +564,7 @@ CLAIMS: tuple[Claim, ...] = (
         "Fig. 3: scoring and joint selection",
         "Learnability beats easy-reference; joint beats independent selection at the same gain, the gap "
         "growing with f; hard-learner degrades as f grows.",
-        "no single number; orderings read from the figure",
+        "orderings of the figure; no number transcribed",
         "learnability, easy-reference, hard-learner, prioritized (independent) and JEST (joint) at the "
         "same gain, at f = 0.5, 0.8, 0.9, every seed",
         "final score on eval at equal FLOPs (the budget) and at equal examples (the fewer two runs saw)",
@@ -584,7 +588,7 @@ CLAIMS: tuple[Claim, ...] = (
         "§3.3: Flexi-JEST",
         "Learnability scored at the coarse patch size tracks full-resolution learnability over training; "
         "Flexi-JEST beats JEST and uniform two-resolution training at equal FLOPs.",
-        "no number printed for the correlation",
+        "no number transcribed for the correlation",
         "the uniform run's snapshots; Flexi-JEST, JEST and uniform at two resolutions, every seed",
         "Pearson r between coarse and full learnability per super-batch; final scores at equal FLOPs",
         "r > 0.5 at each point (t over super-batches); Flexi-JEST − JEST > 0 and Flexi-JEST − uniform "
@@ -607,7 +611,7 @@ CLAIMS: tuple[Claim, ...] = (
         8,
         "Mechanism: learnability by noise kind",
         "Learnability ranks what is learnable and not yet learnt: it drops noise and examples already learnt.",
-        "no number printed",
+        "no number transcribed",
         "the leaderboard's mechanism check (harness/leaderboard/mechanism.py)",
         "learnability by noise kind over training, selection by kind",
         "the mechanism module's tests",
