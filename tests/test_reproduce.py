@@ -167,3 +167,19 @@ def test_full_scale_reuses_the_full_suites_runs(tiny_dataset: Dataset, tmp_path:
         for seed in FULL.seeds
     ]
     assert len(shared) == 21 and {c.run_id for c in shared} <= suite_ids
+
+
+def test_super_batch_larger_than_the_pool_is_not_testable(tiny_dataset: Dataset, tmp_path: Path) -> None:
+    """At the full scale (B = 640 at f = 0.8) the tiny pool of 384 holds no super-batch: the selection
+    claims say so, before training anything."""
+    from harness.reproduce import FULL, Context
+
+    ctx = Context(tmp_path, tiny_dataset, FULL, tmp_path / "out")
+    for claim in CLAIMS[:3]:
+        assert claim.measure is not None
+        outcome = claim.measure(ctx)
+        assert outcome.verdict.verdict == NOT_TESTABLE
+        assert (
+            outcome.verdict.reason == "a super-batch of B = 640 does not fit in the raw pool of 384 samples"
+        )
+    assert not (tmp_path / "runs").exists()
