@@ -183,3 +183,23 @@ def test_super_batch_larger_than_the_pool_is_not_testable(tiny_dataset: Dataset,
             outcome.verdict.reason == "a super-batch of B = 640 does not fit in the raw pool of 384 samples"
         )
     assert not (tmp_path / "runs").exists()
+
+
+def test_gibbs_runs_until_it_finds_a_planted_best_sub_batch() -> None:
+    """A matrix whose best sub-batch is known (8 candidates of 40 with M_ij = 1 among themselves,
+    0 elsewhere): the chain converges on exactly those 8, joint learnability 8, and its trace rises
+    to it. A block of 2,000 proposals is eight times the 8 · 32 possible swaps, so a block that adds
+    nothing means no improving swap is left."""
+    from harness.reproduce.selection import gibbs_to_convergence
+
+    generator = torch.Generator().manual_seed(0)
+    planted = torch.randperm(40, generator=generator)[:8]
+    matrix = torch.zeros(40, 40, dtype=torch.float64)
+    matrix[planted.unsqueeze(1), planted.unsqueeze(0)] = 1.0
+    trace: list[float] = []
+    chain = gibbs_to_convergence(
+        matrix, 8, gain=10.0, block=2000, max_blocks=50, generator=generator, trace=trace
+    )
+    assert chain.converged and chain.proposals < 50 * 2000
+    assert set(chain.index.tolist()) == set(planted.tolist())
+    assert joint_learnability(matrix, chain.index) == 8.0 and trace[-1] == pytest.approx(8.0)

@@ -33,8 +33,9 @@ class Scale:
 
     ``filter_ratios`` are the runs' (Fig. 3, Fig. 1); ``analysis_filter_ratios`` the selection
     analyses' (Fig. 2, right: the largest are used only where ``b / (1 − f)`` fits in the pool);
-    ``super_batches`` real super-batches per point of training, ``draws`` samplings of each per method,
-    ``gibbs_swaps`` Metropolis proposals per candidate of the super-batch.
+    ``super_batches`` real super-batches per point of training, ``draws`` samplings of each per method;
+    Gibbs runs in blocks of ``gibbs_block · b · (B − b)`` proposals (in units of the number of possible
+    single swaps) until a block adds less than 1% of the chain's rise, at most ``gibbs_max_blocks``.
     """
 
     name: str
@@ -52,7 +53,8 @@ class Scale:
     gain: float = 100.0
     super_batches: int = 8
     draws: int = 3
-    gibbs_swaps: int = 20
+    gibbs_block: float = 1.0
+    gibbs_max_blocks: int = 10
     eval_splits: tuple[str, ...] = ("val", "eval")
 
 
@@ -78,7 +80,8 @@ QUICK = Scale(
     reference_batch_size=64,
     super_batches=3,
     draws=2,
-    gibbs_swaps=6,
+    gibbs_block=0.5,
+    gibbs_max_blocks=4,
     eval_splits=("eval",),
 )
 SCALES = {s.name: s for s in (FULL, QUICK)}

@@ -4,7 +4,8 @@ sub-batch each method selects, from the learner's and the reference's embeddings
 The joint learnability of a sub-batch ``S`` of ``b`` is ``(1/b) Σ_{S×S} (L(θ) − L(θ*))``: the
 learner's SigLIP batch loss on ``S`` minus the reference's (paper §3.1; ``M = g·`` this matrix). The
 methods: uniform, independent top-k of the diagonal, JEST with N chunks (:func:`joint_sample`) and the
-brute-force Gibbs yardstick (:func:`gibbs_sample`, started from uniform, its trace kept).
+brute-force Gibbs yardstick (:func:`gibbs_sample`, started from uniform and run until it converges,
+its trace kept).
 """
 
 from __future__ import annotations
@@ -42,6 +43,48 @@ def joint_learnability(matrix: torch.Tensor, index: torch.Tensor) -> float:
     return subset_score(matrix, index) / len(index)
 
 
+@dataclass(frozen=True)
+class GibbsChain:
+    """A Gibbs chain run to convergence: its final sub-batch, the proposals it took, and whether it
+    converged before the cap."""
+
+    index: torch.Tensor
+    proposals: int
+    converged: bool
+
+
+# A chain has converged when a block of proposals raises its joint learnability by less than this
+# share of its rise since the start.
+GIBBS_TOLERANCE = 0.01
+
+
+def gibbs_to_convergence(
+    matrix: torch.Tensor,
+    batch_size: int,
+    *,
+    gain: float,
+    block: int,
+    max_blocks: int,
+    generator: torch.Generator,
+    trace: list[float] | None = None,
+) -> GibbsChain:
+    """The Gibbs yardstick (:func:`gibbs_sample` on ``gain · matrix``) from a uniform start, run in
+    blocks of ``block`` proposals, each continuing the chain, until a block adds less than
+    :data:`GIBBS_TOLERANCE` of the chain's rise so far, or ``max_blocks`` blocks. ``trace`` receives
+    the chain's joint learnability after every proposal."""
+    size = matrix.shape[0]
+    index = torch.randperm(size, generator=generator)[:batch_size]
+    start = previous = joint_learnability(matrix, index)
+    on_swap = functools.partial(_record, trace, gain * batch_size) if trace is not None else None
+    for blocks in range(1, max_blocks + 1):
+        index = gibbs_sample(gain * matrix, batch_size, block, generator, init=index, on_swap=on_swap)
+        current = joint_learnability(matrix, index)
+        if current - previous <= GIBBS_TOLERANCE * max(current - start, 0.0):
+            return GibbsChain(index, blocks * block, True)
+        previous = current
+    return GibbsChain(index, max_blocks * block, False)
+
+
 @dataclass
 class PointResult:
     """One point of training: per method, the joint learnability of each super-batch (mean over
@@ -50,6 +93,7 @@ class PointResult:
     label: str
     scores: dict[str, list[float]] = field(default_factory=dict)
     gibbs_traces: list[list[float]] = field(default_factory=list)
+    gibbs_chains: list[GibbsChain] = field(default_factory=list)
 
     def add(self, method: str, value: float) -> None:
         self.scores.setdefault(method, []).append(value)
@@ -69,11 +113,14 @@ def selection_quality(
     chunk_counts: tuple[int, ...],
     gain: float,
     draws: int,
-    gibbs_swaps: int,
+    gibbs_block: float,
+    gibbs_max_blocks: int,
     seed: int = 0,
 ) -> PointResult:
     """Fig. 2 (middle) at one point of training: every method on every super-batch (the first
-    ``B = b/(1−f)`` samples of each), ``draws`` samplings of each random method averaged."""
+    ``B = b/(1−f)`` samples of each), ``draws`` samplings of each random method averaged; Gibbs in
+    blocks of ``gibbs_block · b · (B − b)`` proposals (the number of possible single swaps) until
+    converged or ``gibbs_max_blocks`` blocks."""
     size = BatchShape.from_filter_ratio(batch_size, filter_ratio).super_batch_size
     result = PointResult(label)
     generator = torch.Generator().manual_seed(seed)
@@ -98,14 +145,17 @@ def selection_quality(
         values = []
         for _draw in range(draws):
             trace: list[float] = []
-            index = gibbs_sample(
-                gain * matrix,
+            chain = gibbs_to_convergence(
+                matrix,
                 batch_size,
-                gibbs_swaps * size,
-                generator,
-                on_swap=functools.partial(_record, trace, gain * batch_size) if number == 0 else None,
+                gain=gain,
+                block=max(1, round(gibbs_block * batch_size * (size - batch_size))),
+                max_blocks=gibbs_max_blocks,
+                generator=generator,
+                trace=trace if number == 0 else None,
             )
-            values.append(joint_learnability(matrix, index))
+            values.append(joint_learnability(matrix, chain.index))
+            result.gibbs_chains.append(chain)
             if trace:
                 result.gibbs_traces.append(trace[:: max(1, len(trace) // 400)])
         result.add("Gibbs", float(np.mean(values)))
