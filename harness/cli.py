@@ -19,7 +19,18 @@ from harness.errors import UserError
 from harness.progress import INTERRUPTED
 from strategies import StrategyError
 
-COMMANDS = ("run", "strategies", "data", "flops", "train", "reference", "leaderboard", "publish", "tune")
+COMMANDS = (
+    "run",
+    "strategies",
+    "data",
+    "flops",
+    "train",
+    "reference",
+    "leaderboard",
+    "publish",
+    "tune",
+    "reproduce",
+)
 
 
 class Parser(argparse.ArgumentParser):
