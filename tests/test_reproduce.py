@@ -78,7 +78,6 @@ def test_registry_has_every_claim_once_with_its_rule() -> None:
     assert [c.number for c in CLAIMS] == list(range(1, 9))
     for claim in CLAIMS:
         assert all([claim.figure, claim.statement, claim.paper, claim.needs, claim.measures, claim.rule])
-        assert (claim.measure is None) == bool(claim.pending)
 
 
 def test_quick_writes_a_row_and_a_computed_verdict_per_claim(learning: Learning, tmp_path: Path) -> None:
@@ -110,8 +109,10 @@ def test_quick_writes_a_row_and_a_computed_verdict_per_claim(learning: Learning,
     summary = json.loads((out / "report.json").read_text())["claims"]
     for claim in summary:
         checks = claim["checks"]
-        if not claim["measured"]:
-            assert claim["verdict"] == NOT_MEASURED and not checks and claim["claim"] == 8
+        # Every claim is measured; "not testable" only with a reason the measurement computed.
+        assert claim["measured"] and claim["verdict"] != NOT_MEASURED
+        if claim["verdict"] == NOT_TESTABLE:
+            assert not checks and claim["reason"]
             continue
         # The verdict is the count of supported checks, nothing else.
         supported = sum(c["supports"] for c in checks)
@@ -124,6 +125,9 @@ def test_quick_writes_a_row_and_a_computed_verdict_per_claim(learning: Learning,
     assert len(selection["checks"]) == 6
     filter_ratio = next(c for c in summary if c["claim"] == 2)
     assert len(filter_ratio["checks"]) == 3  # f = 0.5 < 0.8 < 0.9 < 0.95: B = 640 fits the pool of 3,000
+    mechanism = next(c for c in summary if c["claim"] == 8)
+    # Two seeds, five evaluations, redundant samples in the probe: all four comparisons are tested.
+    assert len(mechanism["checks"]) == 4 and all(c["n"] == 2 for c in mechanism["checks"])
 
     # A second call trains nothing (every run is found complete) and reports the same numbers.
     runs = sorted((work / "runs").iterdir())
@@ -177,7 +181,6 @@ def test_super_batch_larger_than_the_pool_is_not_testable(tiny_dataset: Dataset,
 
     ctx = Context(tmp_path, tiny_dataset, FULL, tmp_path / "out")
     for claim in CLAIMS[:3]:
-        assert claim.measure is not None
         outcome = claim.measure(ctx)
         assert outcome.verdict.verdict == NOT_TESTABLE
         assert (
@@ -204,3 +207,56 @@ def test_gibbs_runs_until_it_finds_a_planted_best_sub_batch() -> None:
     assert chain.converged and chain.proposals < 50 * 2000
     assert set(chain.index.tolist()) == set(planted.tolist())
     assert joint_learnability(matrix, chain.index) == 8.0 and trace[-1] == pytest.approx(8.0)
+
+
+def _mechanism_rows(name: str, seeds: int, *, first: int, last: int, evaluations: int = 2) -> list[dict]:
+    """Rows of ``seeds`` simulated runs: of 100 picks per eighth, ``first`` redundant in eighth 1 and
+    ``last`` in eighth 8 (plus the seed), the rest clean; redundant probes' learnability from 1.0 at the
+    first evaluation down to 0.2 at the last; 16 redundant probes."""
+    from harness.data import NOISE_KINDS
+
+    rows = []
+    for seed in range(seeds):
+        eighths = []
+        for e in range(8):
+            redundant = first if e == 0 else last + seed if e == 7 else 30
+            counts = {f"selected_{k}": 0 for k in NOISE_KINDS} | {f"super_{k}": 50 for k in NOISE_KINDS}
+            counts |= {"selected_redundant": redundant, "selected_clean": 100 - redundant}
+            eighths.append({"steps": 1, "selected_repeats": 0, "super_repeats": 0, **counts})
+        for k in range(evaluations):
+            rows.append(
+                {
+                    "config_key": name,
+                    "run_id": f"{name}-{seed}",
+                    "evaluation": k,
+                    "selection_by_eighth": json.dumps(eighths),
+                    "probe_redundant": 16,
+                    "probe_learnability_redundant": 1.0 - 0.8 * k / max(1, evaluations - 1) + 0.01 * seed,
+                }
+            )
+    return rows
+
+
+def test_mechanism_checks_follow_the_redundant_share_and_learnability() -> None:
+    """Known answers: redundant picks fall from 50% to about 10% and their learnability from 1.0 to
+    0.2, so both comparisons hold; rising picks do not; a run with one evaluation, or a probe without
+    redundant samples, gives the reason instead of a number."""
+    import pandas as pd
+
+    from harness.reproduce.claims import learnt_kind_checks
+
+    rows = pd.DataFrame(
+        _mechanism_rows("falls", 3, first=50, last=10) + _mechanism_rows("rises", 3, first=10, last=50)
+    )
+    checks, _ = learnt_kind_checks(rows, ("falls", "rises"))
+    assert [c.values[0] for c in checks] == pytest.approx([0.4, 0.8, -0.4, 0.8])
+    verdict = decide(checks)
+    assert verdict.verdict == PARTLY and [r.supports for r in verdict.checks] == [True, True, False, True]
+
+    once = pd.DataFrame(_mechanism_rows("once", 3, first=50, last=10, evaluations=1))
+    checks, reason = learnt_kind_checks(once, ("once",))
+    assert [len(c.values) for c in checks] == [3, 0] and reason == "fewer than two evaluations per run"
+    empty = once.assign(probe_redundant=0, evaluation=0)
+    single = pd.DataFrame(_mechanism_rows("one", 1, first=50, last=10))
+    _, reason = learnt_kind_checks(pd.concat([empty, single]), ("once", "one"))
+    assert reason == "no redundant samples in the probe set; one seed: no paired test"

@@ -10,6 +10,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from harness.leaderboard.mechanism import Mechanism
+from harness.step import EIGHTHS
+
 
 def save(figure: Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,4 +128,35 @@ def grouped_bars(groups: Mapping[str, Mapping[str, float]], ylabel: str, path: P
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
+    save(figure, path)
+
+
+def learnt_kind(mechanism: Mechanism, kind: str, path: Path) -> None:
+    """Claim 8, from the leaderboard's mechanism numbers: left, the share of ``kind`` among each
+    configuration's picks in each eighth of the budget (pooled over seeds; grey dashed, its share of
+    the super-batches); right, the learnability of the ``kind`` probes (learner − reference mean loss,
+    solid) and the learner's mean loss on them (dotted) against the fraction of the budget spent."""
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    picks, probes = figure.subplots(1, 2)
+    eighths = np.arange(1, EIGHTHS + 1)
+    for n, key in enumerate(mechanism.keys):
+        colour = f"C{n}"
+        mix = mechanism.mix[(mechanism.mix["config_key"] == key) & (mechanism.mix["kind"] == kind)]
+        mix = mix.sort_values("eighth")
+        picks.plot(eighths, mix["selected"], "o-", color=colour, label=mechanism.labels[key])
+        probe = mechanism.probe[mechanism.probe["config_key"] == key].sort_values("evaluation")
+        probes.plot(probe["progress"], probe[f"probe_learnability_{kind}"], "o-", color=colour)
+        probes.plot(probe["progress"], probe[f"probe_learner_loss_{kind}"], ":", color=colour)
+    picks.plot(
+        eighths,
+        mechanism.mix[mechanism.mix["kind"] == kind].groupby("eighth")["pool"].mean(),
+        "--",
+        color="grey",
+        label="super-batches",
+    )
+    picks.set_xlabel("eighth of the budget")
+    picks.set_ylabel(f"share of {kind} among the picks")
+    picks.legend(fontsize=7)
+    probes.set_xlabel("fraction of the budget spent")
+    probes.set_ylabel(f"{kind} probes: learnability (solid), learner loss (dotted)")
     save(figure, path)

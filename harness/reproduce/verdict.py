@@ -7,7 +7,7 @@ out separable in the paper's direction. No verdict is ever chosen by hand.
 - **partly**: some are, some are not;
 - **not testable at this scale**: no check could be run (too few replicates, a setting that does
   not fit the data), with the reason;
-- **not measured yet**: the measurement is not implemented; the report says why.
+- **not measured yet**: the claim's runs could not be made; the report says why.
 """
 
 from __future__ import annotations
