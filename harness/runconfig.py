@@ -54,6 +54,14 @@ class OptimConfig:
                 raise TrainingError(f"optimiser setting {name}={value!r} is out of range")
 
 
+_PLACEMENT_DEFAULTS: dict[str, Any] = {
+    "device": "cpu",
+    "precision": "fp32",
+    "world_size": 1,
+    "selection_scope": "global",
+}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides a run's result; its hash is the run's id.
@@ -62,6 +70,10 @@ class RunConfig:
     the hash of the reference whose cached embeddings score the pool (``jestbench reference train``).
     ``tuned`` names the study whose best parameters this run re-runs at a fresh seed (``jestbench tune
     --rerun-best``): leaderboards show such rows as tuned, apart from the same parameters chosen by hand.
+    ``device`` (resolved: ``cpu`` or ``cuda``), ``precision``, ``world_size`` (ranks) and
+    ``selection_scope`` say where and how it computes (docs/DISTRIBUTED.md); they change its numbers,
+    so they are part of its id, but left out of it at their defaults (one CPU process in fp32), so
+    run ids from before they existed hold.
     """
 
     dataset: str
@@ -81,6 +93,10 @@ class RunConfig:
     eval_splits: tuple[str, ...] = ("val", "eval")
     optim: OptimConfig = field(default_factory=OptimConfig)
     tuned: str | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    world_size: int = 1
+    selection_scope: str = "global"
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -88,6 +104,11 @@ class RunConfig:
         data["eval_splits"] = list(self.eval_splits)
         if self.tuned is None:  # left out, so that every run id from before the field existed holds
             del data["tuned"]
+        if self.world_size == 1:  # one process selects from the whole super-batch whatever the scope
+            data["selection_scope"] = "global"
+        for name, default in _PLACEMENT_DEFAULTS.items():  # likewise
+            if data[name] == default:
+                del data[name]
         return data
 
     @classmethod

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from harness.data import Dataset, open_data
+from harness.distributed import launch
 from harness.errors import UserError
 from harness.leaderboard import LeaderboardFiles, leaderboard_dir, render_leaderboard
 from harness.records import RunFile
@@ -68,6 +69,8 @@ def prepare_inputs(
             batch_size=int(spec.get("batch_size", suite.run["batch_size"])),
             seed=int(spec.get("seed", 0)),
             optim=suite.optim_config(),
+            device=suite.device,
+            precision=suite.precision,
         )
         reference = train_reference(config, work_dir, show_progress=show_progress)["hash"]
     return dataset, reference
@@ -76,11 +79,20 @@ def prepare_inputs(
 def run_one(
     config: RunConfig, work_dir: Path, *, show_progress: bool, threads: int | None = None
 ) -> str | None:
-    """Run (or resume) one run; return ``None`` or the error it failed with, recorded in its run file."""
-    if threads is not None:
+    """Run (or resume) one run; return ``None`` or the error it failed with, recorded in its run file.
+    A run over K ranks is started through torchrun's API, ``threads`` each."""
+    if threads is not None and config.world_size == 1:
         torch.set_num_threads(threads)
     try:
-        train(config, work_dir, show_progress=show_progress)
+        if config.world_size > 1:
+            launch(
+                _train_rank,
+                (config.to_dict(), str(work_dir), threads, show_progress),
+                config.world_size,
+                config.run_id,
+            )
+        else:
+            train(config, work_dir, show_progress=show_progress)
     except Exception as err:  # a failed run is recorded and the suite goes on
         message = f"{type(err).__name__}: {err}"
         path = RunFile.path_for(work_dir, config.run_id)
@@ -92,6 +104,13 @@ def run_one(
         run.save(work_dir)
         return run.error
     return None
+
+
+def _train_rank(config_dict: dict[str, Any], work: str, threads: int | None, show_progress: bool) -> None:
+    """One rank of a distributed run (the entry point :func:`harness.distributed.launch` starts)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    train(RunConfig.from_dict(config_dict), Path(work), show_progress=show_progress)
 
 
 def _run_in_process(args: tuple[dict[str, Any], str, int]) -> tuple[str, str | None]:
@@ -111,6 +130,10 @@ def run_suite(
     """Run every run of ``suite`` not yet complete, then render its leaderboard."""
     if jobs < 1:
         raise UserError(f"--jobs {jobs} must be >= 1")
+    if jobs > 1 and suite.world_size > 1:
+        raise UserError(
+            f"--jobs {jobs} with --nproc {suite.world_size}: run either several one-process runs at once or one run over several processes"
+        )
     started = time.monotonic()
     configs = prepare(suite, work_dir, show_progress=show_progress)
     run_ids = [c.run_id for c in configs]
@@ -121,17 +144,23 @@ def run_suite(
     )
     failed: dict[str, str] = {}
     if jobs == 1:
+        threads = max(1, (os.cpu_count() or 1) // suite.world_size)
         for number, config in enumerate(pending, 1):
             params = ", ".join(f"{k}={v}" for k, v in config.params.items())
             announce(
                 f"[{number}/{len(pending)}] {config.strategy} ({params}) seed {config.seed}: run {config.run_id}"
             )
-            error = run_one(config, work_dir, show_progress=show_progress)
+            error = run_one(
+                config,
+                work_dir,
+                show_progress=show_progress,
+                threads=threads if config.world_size > 1 else None,
+            )
             if error:
                 failed[config.run_id] = error
                 announce(f"  failed: {error}")
     else:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        threads = max(1, (os.cpu_count() or 1) // (jobs * suite.world_size))
         context = multiprocessing.get_context("spawn")
         work = [(c.to_dict(), str(work_dir), threads) for c in pending]
         with context.Pool(jobs) as pool:

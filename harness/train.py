@@ -60,7 +60,10 @@ class Run(Stepper):
         self.checkpoint_path = work_dir / "checkpoints" / f"{config.run_id}.pt"
         self.run_file = RunFile(config.run_id, config.to_dict())
         self.resumed = self._resume()
-        self.evaluator = Evaluator(self.dataset, config.eval_splits, seed=config.seed)
+        # Rank 0 evaluates and writes; the other ranks of a distributed run only train.
+        self.evaluator = (
+            Evaluator(self.dataset, config.eval_splits, seed=config.seed) if self.ranks.is_main else None
+        )
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -73,13 +76,18 @@ class Run(Stepper):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ledger.load_state_dict(state["ledger"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(self.ranks.own_generator_state(state["generator"]))
+        self.ranks.communication.load_state_dict(state.get("communication", {}))
         self.predicted = state["predicted"]
         self.progress = state["progress"]
         self.run_file.rows = state["rows"]
         return True
 
     def checkpoint(self) -> None:
+        """Every rank calls it at the same step; rank 0 writes."""
+        generator = self.ranks.generator_state(self.generator)
+        if not self.ranks.is_main:
+            return
         atomic_torch_save(
             self.checkpoint_path,
             {
@@ -87,7 +95,8 @@ class Run(Stepper):
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "ledger": self.ledger.state_dict(),
-                "generator": self.generator.get_state(),
+                "generator": generator,
+                "communication": self.ranks.communication.state_dict(),
                 "predicted": self.predicted,
                 "progress": self.progress,
                 "rows": self.run_file.rows,
@@ -97,7 +106,7 @@ class Run(Stepper):
     # -- evaluation and records --------------------------------------------------------------
 
     def evaluate(self, pool_size: int) -> list[Evaluation]:
-        evaluations = self.evaluator.evaluate(self.model, self.flops)
+        evaluations = [] if self.evaluator is None else self.evaluator.evaluate(self.model, self.flops)
         for evaluation in evaluations:
             self.ledger.record_evaluation(evaluation.flops)
             self.run_file.rows.append(self._row(evaluation, pool_size))
@@ -141,7 +150,9 @@ class Run(Stepper):
             "selected_repeats": p.selected_repeats,
             "super_repeats": p.super_repeats,
             "config_hash": c.run_id,
+            "bytes_communicated": self.ranks.communication.total,
             **provenance(),
+            **self.execution,
         }
         for kind in NOISE_KINDS:
             row[f"selected_{kind}"] = p.selected_noise.get(kind, 0)
@@ -156,8 +167,10 @@ class Run(Stepper):
             "wall_time": self.progress.wall_time,
             "evaluations": self.progress.evaluations,
             "resumed": self.resumed,
+            "communication_bytes": self.ranks.communication.state_dict(),
         }
-        self.run_file.save(self.work_dir)
+        if self.ranks.is_main:
+            self.run_file.save(self.work_dir)
 
 
 def train(
@@ -187,7 +200,7 @@ def train(
         unit="FLOP",
         unit_scale=True,
         desc=f"{config.strategy} seed {config.seed}",
-        disable=None if show_progress else True,  # None: shown on a terminal, not in a log file
+        disable=None if show_progress and run.ranks.is_main else True,  # None: on a terminal, not in a log
         dynamic_ncols=True,
     )
     started = time.monotonic() - run.progress.wall_time
@@ -223,7 +236,7 @@ def train(
             run.progress.wall_time = time.monotonic() - started
             if run.ledger.total >= every * run.progress.evaluations:
                 evaluate()
-            elif time.monotonic() - last_checkpoint > checkpoint_seconds:
+            elif run.ranks.agree(time.monotonic() - last_checkpoint > checkpoint_seconds):
                 run.checkpoint()
                 last_checkpoint = time.monotonic()
         if run.ledger.steps and run.run_file.rows and run.run_file.rows[-1]["steps"] != run.ledger.steps:
@@ -235,11 +248,13 @@ def train(
         bar.close()
         raise TrainingError(f"run {config.run_id} {run.run_file.error}; its rows so far are kept") from err
     bar.close()
-    atomic_torch_save(
-        model_path(work_dir, config.run_id),
-        {"config": dataclasses.asdict(run.model.config), "state": run.model.state_dict()},
-    )
-    run.run_file.status = "complete"
-    run.save()
-    run.checkpoint_path.unlink(missing_ok=True)
+    if run.ranks.is_main:
+        atomic_torch_save(
+            model_path(work_dir, config.run_id),
+            {"config": dataclasses.asdict(run.model.config), "state": run.model.state_dict()},
+        )
+        run.run_file.status = "complete"
+        run.save()
+        run.checkpoint_path.unlink(missing_ok=True)
+    run.ranks.close()
     return TrainResult(run.run_file, run.model)

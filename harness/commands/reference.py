@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from harness.commands.train import add_optim_arguments, optim_from_args
+from harness.device import add_device_arguments
 from harness.errors import UserError
 from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
@@ -39,6 +40,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_device_arguments(parser)
     add_optim_arguments(parser)
     add_work_argument(parser)
     add_threads_argument(parser)
@@ -47,6 +49,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.data import dataset_from_args
+    from harness.device import check_precision, resolve_device
     from harness.reference import reference_config, train_reference
 
     if args.budget is not None and args.budget <= 0:
@@ -64,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         optim=optim_from_args(args),
+        device=(device := resolve_device(args.device)),
+        precision=check_precision(args.precision, device),
     )
     record = train_reference(config, work, show_progress=not args.quiet)
     scores = record["scores"].get("val", {})

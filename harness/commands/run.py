@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from harness.device import add_device_arguments
 from harness.workdir import add_work_argument, work_dir
 
 DESCRIPTION = """\
@@ -16,6 +17,10 @@ into results/.
 
 SUITE is a built-in suite (quick: every strategy once, minutes; full: three seeds, the committed
 leaderboard) or a suite TOML file of your own (docs/SUITES.md).
+
+--nproc K trains each run over K processes (one per GPU, or K CPU processes with gloo), started
+through torchrun's API; the suite's selection_scope key says whether they select jointly over the
+whole super-batch (global, the default) or each from its own share (docs/DISTRIBUTED.md).
 """
 
 
@@ -32,6 +37,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--jobs", "-j", type=int, default=1, help="runs at once, in separate processes (default 1)"
     )
+    parser.add_argument(
+        "--nproc", type=int, default=1, help="processes per run, through torchrun's API (default 1)"
+    )
+    add_device_arguments(parser, suite=True)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_work_argument(parser)
     parser.set_defaults(handler=run)
@@ -43,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.runner import run_suite
     from harness.suites import load_suite
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite).placed(device=args.device, precision=args.precision, nproc=args.nproc)
     work = work_dir(args)
     result = run_suite(suite, work, jobs=args.jobs, show_progress=not args.quiet)
     minutes = result.seconds / 60

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from harness.commands.strategies import add_param_argument, parse_params
+from harness.device import add_device_arguments
+from harness.distributed import SCOPES
 from harness.errors import UserError
 from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
@@ -17,6 +20,10 @@ config hash: rerunning the same command resumes it from its last checkpoint (or 
 The budget is in FLOPs (--budget 2e12) or in uniform-equivalent steps (--budget-steps 1000: what
 1000 steps of uniform at this b cost). Strategies that need reference embeddings use the reference
 trained on this dataset (`jestbench reference train`), or the one --reference names.
+
+One run over K processes (K GPUs, or K CPU processes with gloo): `torchrun --nproc-per-node K -m
+harness train ...`; --selection-scope says whether the ranks select jointly over the whole
+super-batch (global) or each from its own share (local). docs/DISTRIBUTED.md has the details.
 """
 
 
@@ -59,6 +66,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.25,
         help="evaluate every this fraction of the budget (default 0.25)",
+    )
+    add_device_arguments(parser)
+    parser.add_argument(
+        "--selection-scope",
+        choices=SCOPES,
+        default="global",
+        help="under torchrun: select from the whole super-batch gathered from every rank (global, the "
+        "default) or b/K from each rank's own B/K (local)",
     )
     add_optim_arguments(parser)
     add_work_argument(parser)
@@ -123,6 +138,8 @@ def register(subparsers: Any) -> None:
 def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[str, Any]) -> Any:
     """The :class:`harness.runconfig.RunConfig` that the run options describe."""
     from harness.data import dataset_from_args
+    from harness.device import check_precision, resolve_device
+    from harness.distributed import environment_world_size
     from harness.reference_store import find_reference
     from harness.runconfig import RunConfig
     from strategies import default_registry
@@ -135,6 +152,7 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
     if needs.reference and reference is None:
         reference = find_reference(work, dataset, args.preset)
     budget = f"{args.budget} flops" if args.budget is not None else f"{args.budget_steps or 1000} steps"
+    device = resolve_device(args.device)
     return RunConfig(
         dataset=str(dataset.root),
         dataset_id=dataset.content_id,
@@ -150,20 +168,30 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
         on_bad_sample=args.on_bad_sample,
         eval_every=args.eval_every,
         optim=optim_from_args(args),
+        device=device,
+        precision=check_precision(args.precision, device),
+        world_size=environment_world_size(),
+        selection_scope=args.selection_scope,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.device import resolve_device
+    from harness.distributed import environment_world_size, init_process_group, main_first
     from harness.train import train
 
     set_threads(args)
-    config = run_config_from_args(args, args.strategy, parse_params(args.param))
+    if environment_world_size() > 1:  # under torchrun: rank 0 builds missing data before the others look
+        init_process_group(resolve_device(args.device))
+    with main_first():
+        config = run_config_from_args(args, args.strategy, parse_params(args.param))
     if not 0 < config.eval_every <= 1:
         raise UserError(f"--eval-every {config.eval_every} must lie in (0, 1]")
     result = train(
         config, work_dir(args), show_progress=not args.quiet, checkpoint_seconds=args.checkpoint_seconds
     )
-    print(summarise(result.run))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(summarise(result.run))
     return 0
 
 

@@ -24,11 +24,26 @@ from pathlib import Path
 from typing import Any
 
 from harness.data import Dataset
+from harness.device import DEVICES, PRECISIONS, check_precision, resolve_device
+from harness.distributed import SCOPES
 from harness.errors import UserError
 from harness.runconfig import OptimConfig, RunConfig
 from strategies import default_registry
 
-RUN_KEYS = ("preset", "batch_size", "budget", "filter_ratio", "seeds", "eval_every", "reference_cached")
+RUN_KEYS = (
+    "preset",
+    "batch_size",
+    "budget",
+    "filter_ratio",
+    "seeds",
+    "eval_every",
+    "reference_cached",
+    "device",
+    "precision",
+    "selection_scope",
+)
+# Where and how the runs compute (docs/DISTRIBUTED.md): one value per suite, with these choices.
+PLACEMENT_KEYS = {"device": DEVICES, "precision": PRECISIONS, "selection_scope": SCOPES}
 GRID_KEYS = ("preset", "batch_size", "budget", "filter_ratio", "eval_every", "reference_cached")
 DATA_KEYS = ("data", "curated", "raw", "val", "eval", "image_size", "channels", "on_bad_sample")
 REFERENCE_KEYS = ("preset", "batch_size", "budget", "seed", "optim")
@@ -65,6 +80,7 @@ class Suite:
     reference: dict[str, Any]
     strategies: list[dict[str, Any]]
     tune: dict[str, Any] = field(default_factory=dict)
+    world_size: int = 1  # ranks per run: `jestbench run --nproc K`, not a suite key
 
     @property
     def seeds(self) -> list[int]:
@@ -98,6 +114,22 @@ class Suite:
     def optim_config(self) -> OptimConfig:
         return OptimConfig(**self.optim)
 
+    def placed(self, *, device: str | None = None, precision: str | None = None, nproc: int = 1) -> Suite:
+        """This suite with the command line's ``--device``, ``--precision`` and ``--nproc``, where given."""
+        if nproc < 1:
+            raise SuiteError(f"--nproc {nproc} must be >= 1")
+        given = {k: v for k, v in {"device": device, "precision": precision}.items() if v is not None}
+        return dataclasses.replace(self, run={**self.run, **given}, world_size=nproc)
+
+    @property
+    def device(self) -> str:
+        """The resolved device of the suite's runs and reference (``auto``: CUDA when present)."""
+        return resolve_device(str(self.run.get("device", "auto")))
+
+    @property
+    def precision(self) -> str:
+        return check_precision(str(self.run.get("precision", "fp32")), self.device)
+
     def run_config(self, entry: Entry, seed: int, dataset: Dataset, reference: str | None) -> RunConfig:
         """The run of ``entry`` at ``seed`` (the same config a ``jestbench train`` would make)."""
         needs = default_registry().get_strategy(entry.strategy, **entry.params).needs
@@ -117,6 +149,10 @@ class Suite:
             on_bad_sample=self.data.get("on_bad_sample", "error"),
             eval_every=float(settings.get("eval_every", 0.25)),
             optim=self.optim_config(),
+            device=self.device,
+            precision=self.precision,
+            world_size=self.world_size,
+            selection_scope=str(self.run.get("selection_scope", "global")),
         )
 
     def run_configs(self, dataset: Dataset, reference: str | None) -> list[RunConfig]:
@@ -163,6 +199,9 @@ def parse_suite(data: Mapping[str, Any], source: str) -> Suite:
     for key in ("preset", "batch_size", "budget"):
         if key not in run:
             raise SuiteError(f"{source}: [run] needs {key!r}")
+    for key, choices in PLACEMENT_KEYS.items():
+        if key in run and run[key] not in choices:
+            raise SuiteError(f"{source}: [run] {key} = {run[key]!r} is not one of {', '.join(choices)}")
     data_table = dict(data.get("data", {"data": "shapes"}))
     _known(data_table, DATA_KEYS, source, "[data]")
     reference = dict(data.get("reference", {}))
