@@ -92,6 +92,12 @@ def init_process_group(device: str) -> None:
     dist.init_process_group("nccl" if device == "cuda" else "gloo", timeout=timeout())
 
 
+def leave_process_group() -> None:
+    """Leave the process group :func:`init_process_group` joined, if any (NCCL wants it said)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 @contextlib.contextmanager
 def main_first() -> Iterator[None]:
     """Rank 0 runs the block first (building data, say), the other ranks after it, when it is done."""
@@ -192,11 +198,12 @@ class Ranks:
                     f"this run is for {world_size} processes and {found} were started: start it with "
                     f"`torchrun --nproc-per-node {world_size} -m harness train ...` or `jestbench run SUITE --nproc {world_size}`"
                 )
+            self._owns_group = not dist.is_initialized()
             init_process_group(device)
             self.rank = dist.get_rank()
             self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         else:
-            self.rank, self.local_rank = 0, 0
+            self.rank, self.local_rank, self._owns_group = 0, 0, False
         self.device = torch_device(device, self.local_rank)
         self.communication = Communication()
 
@@ -211,10 +218,12 @@ class Ranks:
         return self.distributed and self.scope == "global"
 
     def close(self) -> None:
-        """Leave the process group (after a last barrier, so that rank 0's files are written)."""
+        """Wait for every rank (rank 0's files are then written) and leave the process group if this
+        run started it (a caller that started it, such as ``jestbench train``, may train again)."""
         if self.distributed and dist.is_initialized():
             dist.barrier()
-            dist.destroy_process_group()
+            if self._owns_group:
+                dist.destroy_process_group()
 
     # -- sizes ---------------------------------------------------------------------------------
 

@@ -239,7 +239,8 @@ def train(
             elif run.ranks.agree(time.monotonic() - last_checkpoint > checkpoint_seconds):
                 run.checkpoint()
                 last_checkpoint = time.monotonic()
-        if run.ledger.steps and run.run_file.rows and run.run_file.rows[-1]["steps"] != run.ledger.steps:
+        final = bool(run.run_file.rows) and run.run_file.rows[-1]["steps"] != run.ledger.steps
+        if run.ledger.steps and run.ranks.agree(final):  # rank 0 holds the rows
             evaluate()
     except NonFiniteError as err:
         run.run_file.status = "failed"

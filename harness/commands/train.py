@@ -144,6 +144,8 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
     from harness.runconfig import RunConfig
     from strategies import default_registry
 
+    device = resolve_device(args.device)  # before anything is built: a missing GPU is said at once
+    precision = check_precision(args.precision, device)
     work = work_dir(args)
     dataset = dataset_from_args(args, work)
     built = default_registry().get_strategy(strategy, **params)
@@ -152,7 +154,6 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
     if needs.reference and reference is None:
         reference = find_reference(work, dataset, args.preset)
     budget = f"{args.budget} flops" if args.budget is not None else f"{args.budget_steps or 1000} steps"
-    device = resolve_device(args.device)
     return RunConfig(
         dataset=str(dataset.root),
         dataset_id=dataset.content_id,
@@ -169,7 +170,7 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
         eval_every=args.eval_every,
         optim=optim_from_args(args),
         device=device,
-        precision=check_precision(args.precision, device),
+        precision=precision,
         world_size=environment_world_size(),
         selection_scope=args.selection_scope,
     )
@@ -177,7 +178,12 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
 
 def run(args: argparse.Namespace) -> int:
     from harness.device import resolve_device
-    from harness.distributed import environment_world_size, init_process_group, main_first
+    from harness.distributed import (
+        environment_world_size,
+        init_process_group,
+        leave_process_group,
+        main_first,
+    )
     from harness.train import train
 
     set_threads(args)
@@ -192,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if int(os.environ.get("RANK", "0")) == 0:
         print(summarise(result.run))
+    leave_process_group()
     return 0
 
 
