@@ -36,8 +36,9 @@ import contextlib
 import datetime
 import logging
 import os
+import time
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -131,13 +132,25 @@ def check_layout(world_size: int, scope: str, batch_size: int, super_batch_size:
 class Communication:
     """Bytes the ranks exchange, by kind, summed over ranks (what each rank receives): the cost model
     counts them apart from FLOPs. Pickled bookkeeping (captions, noise kinds) and scalars (the loss,
-    stop decisions) are not counted."""
+    stop decisions) are not counted in bytes.
+
+    ``seconds`` is this rank's wall time blocked in collectives, by kind (bookkeeping and scalars
+    included), for benchmarks; not checkpointed, never part of a result."""
 
     def __init__(self) -> None:
         self.bytes: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
 
     def add(self, kind: str, count: int) -> None:
         self.bytes[kind] += int(count)
+
+    @contextlib.contextmanager
+    def timed(self, kind: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[kind] += time.perf_counter() - start
 
     @property
     def total(self) -> int:
@@ -204,6 +217,7 @@ class Ranks:
             self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         else:
             self.rank, self.local_rank, self._owns_group = 0, 0, False
+        self._ddp: nn.parallel.DistributedDataParallel | None = None
         self.device = torch_device(device, self.local_rank)
         self.communication = Communication()
 
@@ -265,8 +279,9 @@ class Ranks:
         image, text = embeddings.image.contiguous(), embeddings.text.contiguous()
         images = [torch.empty_like(image) for _ in range(self.world_size)]
         texts = [torch.empty_like(text) for _ in range(self.world_size)]
-        dist.all_gather(images, image)
-        dist.all_gather(texts, text)
+        with self.communication.timed("embeddings"):
+            dist.all_gather(images, image)
+            dist.all_gather(texts, text)
         self.communication.add(
             "embeddings",
             gathered_embeddings_bytes(self.world_size, self.view_size(len(image)), image.shape[1]),
@@ -318,7 +333,8 @@ class Ranks:
     def _exchange(self, rows: torch.Tensor, received: list[int], sent: list[int]) -> torch.Tensor:
         rows = rows.to(self.device, non_blocking=True).contiguous()
         out = torch.empty((sum(received), *rows.shape[1:]), dtype=rows.dtype, device=self.device)
-        dist.all_to_all_single(out, rows, received, sent)
+        with self.communication.timed("samples"):
+            dist.all_to_all_single(out, rows, received, sent)
         return out
 
     def contrastive_loss(
@@ -332,7 +348,8 @@ class Ranks:
             # Deprecated in torch 2.13 in favour of a private functional API; still PyTorch's own
             # autograd all-gather (backward: reduce-scatter on NCCL, all-to-all and sum on gloo).
             warnings.filterwarnings("ignore", "torch.distributed.nn.functional.all_gather", FutureWarning)
-            texts = dist_nn.all_gather(text.contiguous())  # type: ignore[no-untyped-call]
+            with self.communication.timed("loss_texts"):
+                texts = dist_nn.all_gather(text.contiguous())  # type: ignore[no-untyped-call]
         self.communication.add(
             "loss_texts", gathered_text_bytes(self.world_size, len(text) * self.world_size, text.shape[1])
         )
@@ -345,6 +362,7 @@ class Ranks:
             return lambda images, tokens: forward(model, images, tokens)
         ids = [self.device.index] if self.device.type == "cuda" else None
         wrapped = nn.parallel.DistributedDataParallel(_StepModule(model, forward), device_ids=ids)
+        self._ddp = wrapped
         parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
         def run(images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
@@ -354,6 +372,31 @@ class Ranks:
 
         return run
 
+    def time_gradients(self) -> None:
+        """Time DDP's gradient all-reduce (for benchmarks): from each bucket's launch to its end,
+        which overlaps the rest of the backward pass, so an upper bound of what it costs."""
+        if not self.distributed:
+            return
+        seconds = self.communication.seconds
+
+        def hook(_state, bucket):  # type: ignore[no-untyped-def]
+            # Unannotated: DDP refuses annotations that are not its own classes (these would be strings).
+            start = time.perf_counter()
+            tensor = bucket.buffer().div_(self.world_size)
+            work: Any = dist.all_reduce(tensor, async_op=True)
+            future: torch.futures.Future[Any] = work.get_future()
+
+            def done(f: torch.futures.Future[Any]) -> torch.Tensor:
+                seconds["gradients"] += time.perf_counter() - start
+                result: torch.Tensor = f.value()[0]
+                return result
+
+            timed: torch.futures.Future[torch.Tensor] = future.then(done)
+            return timed
+
+        assert self._ddp is not None, "time_gradients() after training_forward()"
+        self._ddp.register_comm_hook(None, hook)
+
     # -- agreeing and counting -------------------------------------------------------------------
 
     def sum(self, value: float) -> float:
@@ -361,7 +404,8 @@ class Ranks:
         if not self.distributed:
             return value
         tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(tensor)
+        with self.communication.timed("scalars"):
+            dist.all_reduce(tensor)
         return float(tensor[0])
 
     def mean(self, value: float) -> float:
@@ -373,7 +417,8 @@ class Ranks:
         if not self.distributed:
             return decision
         tensor = torch.tensor([int(decision)], device=self.device)
-        dist.broadcast(tensor, 0)
+        with self.communication.timed("scalars"):
+            dist.broadcast(tensor, 0)
         return bool(tensor[0])
 
     def gather(self, value: T) -> list[T]:
@@ -381,7 +426,8 @@ class Ranks:
         if not self.distributed:
             return [value]
         values: list[Any] = [None] * self.world_size
-        dist.all_gather_object(values, value)
+        with self.communication.timed("bookkeeping"):
+            dist.all_gather_object(values, value)
         return values
 
     def selected(self, index: torch.Tensor, items: Sequence[T]) -> tuple[list[T], list[T]]:
