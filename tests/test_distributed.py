@@ -4,6 +4,7 @@ resume as one process does, and fail with the failing rank's error instead of ha
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import subprocess
@@ -243,6 +244,7 @@ def test_a_run_over_two_ranks_resumes_exactly(tiny_dataset: Dataset, tmp_path: P
     runs = torch.load(out, weights_only=False)
     whole, resumed = runs["whole"], runs["resumed"]
     assert whole.status == resumed.status == "complete"
+
     def kept(rows: list[dict]) -> str:  # JSON, where NaN (the first row's loss) equals NaN
         return json.dumps([{k: v for k, v in r.items() if k != "wall_time"} for r in rows], sort_keys=True)
 
@@ -306,3 +308,23 @@ def test_torchrun_trains_one_run_from_the_command_line(tiny_dataset: Dataset, tm
     (path,) = (work / "runs").glob("*.json")
     run = RunFile.load(path)
     assert run.status == "complete" and run.config["world_size"] == 2
+
+
+def test_the_distributed_benchmark_runs_at_a_tiny_shape(tiny_dataset: Dataset, tmp_path: Path):
+    """benchmarks/distributed.py as CI runs it: tiny preset, one and two processes, one repeat."""
+    out = tmp_path / "distributed.csv"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "distributed.py"
+    command = [sys.executable, str(script), "--preset", "tiny", "-b", "32", "--data", str(tiny_dataset.root)]
+    command += ["--steps", "2", "--warmup", "1", "--repeats", "1", "--case", "jest, 1", "--case", "global"]
+    command += ["--work", str(tmp_path / "work"), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["case"], r["processes"]) for r in rows] == [
+        ("jest, 1 process", "1"),
+        ("jest, 2 processes, global", "2"),
+    ]
+    one, two = rows
+    assert float(one["steps_per_s"]) > 0 and float(two["steps_per_s"]) > 0
+    assert one["bytes_per_step"] == "0" and int(two["bytes_per_step"]) > 0
+    assert 0 < float(two["collective_share"]) < 1
