@@ -95,6 +95,7 @@ def describe(device: torch.device) -> str:
 def add_device_arguments(parser: argparse.ArgumentParser, *, suite: bool = False) -> None:
     """``--device`` and ``--precision``; with ``suite``, they default to the suite's own keys."""
     where = "the suite's device key, else auto" if suite else "auto"
+    precision = "the suite's precision key, else fp32" if suite else "fp32"
     parser.add_argument(
         "--device",
         choices=DEVICES,
@@ -105,5 +106,5 @@ def add_device_arguments(parser: argparse.ArgumentParser, *, suite: bool = False
         "--precision",
         choices=PRECISIONS,
         default=None if suite else "fp32",
-        help="forward-pass precision: fp32, or bf16 autocast on CUDA (default fp32)",
+        help=f"forward-pass precision: fp32, or bf16 autocast on CUDA (default: {precision})",
     )

@@ -319,7 +319,8 @@ def test_the_distributed_benchmark_runs_at_a_tiny_shape(tiny_dataset: Dataset, t
     command += ["--work", str(tmp_path / "work"), "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
-    rows = list(csv.DictReader(out.open()))
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
     assert [(r["case"], r["processes"]) for r in rows] == [
         ("jest, 1 process", "1"),
         ("jest, 2 processes, global", "2"),
