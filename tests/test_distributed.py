@@ -18,7 +18,14 @@ import torch
 from harness.cli import main
 from harness.data import Dataset
 from harness.device import DeviceError, check_precision, resolve_device
-from harness.distributed import DistributedError, check_layout, launch
+from harness.distributed import (
+    DistributedError,
+    check_layout,
+    gathered_embeddings_bytes,
+    gathered_text_bytes,
+    gradient_bytes,
+    launch,
+)
 from harness.losses import sigmoid_loss
 from harness.records import RunFile
 from harness.runconfig import RunConfig
@@ -206,10 +213,17 @@ def test_two_ranks_train_as_one_process_with_the_same_ledger(tiny_dataset: Datas
             q.super_repeats,
         )
         assert p.examples_seen == q.examples_seen and p.examples_scored == q.examples_scored
-        # Communication is counted in bytes, apart from FLOPs: gradients and the loss's texts each
-        # step; a learner-scored global selection also gathers embeddings.
-        assert got["communication"]["gradients"] > 0 and got["communication"]["loss_texts"] > 0
-        assert ("embeddings" in got["communication"]) == (config.strategy == "flexi-jest")
+        # Communication is counted in bytes, apart from FLOPs, as the cost model's formulas say:
+        # gradients and the loss's texts each step; a learner-scored global selection also gathers
+        # embeddings (and moves chosen samples between ranks).
+        d, params = one.model.config.embed_dim, sum(t.numel() for t in one.model.parameters())
+        sent = got["communication"]
+        assert sent["gradients"] == 5 * gradient_bytes(2, params)
+        assert sent["loss_texts"] == 5 * gathered_text_bytes(2, 16, d)
+        if config.strategy == "flexi-jest":
+            assert sent["embeddings"] == 5 * gathered_embeddings_bytes(2, 32, d) and sent["samples"] > 0
+        else:
+            assert "embeddings" not in sent
 
 
 def test_local_selection_chooses_b_over_k_from_each_share(tiny_dataset: Dataset, tmp_path: Path):
