@@ -51,7 +51,7 @@ from torch import nn
 from harness.device import torch_device
 from harness.errors import UserError
 from harness.losses import sigmoid_loss
-from strategies import Embeddings
+from strategies import Embeddings, Needs
 
 SCOPES = ("global", "local")
 TIMEOUT_ENV = "JESTBENCH_DIST_TIMEOUT"
@@ -178,6 +178,33 @@ def gathered_text_bytes(world_size: int, batch_size: int, dim: int) -> int:
 def gradient_bytes(world_size: int, parameters: int) -> int:
     """DDP's ring all-reduce of fp32 gradients: ``2(K-1)/K`` of them received by each rank."""
     return 2 * (world_size - 1) * parameters * 4
+
+
+def step_communication(
+    needs: Needs,
+    world_size: int,
+    scope: str,
+    batch_size: int,
+    super_batch_size: int,
+    embed_dim: int,
+    parameters: int,
+    sample_bytes: int,
+) -> dict[str, float]:
+    """Bytes a step exchanges over ``world_size`` ranks, by kind, summed over ranks, as the ranks
+    count them; ``samples`` is its expectation when the chosen samples are spread evenly over the
+    ranks (a global selection moves the chosen ones held by another rank than the one training them)."""
+    if world_size == 1:
+        return {}
+    sent: dict[str, float] = {
+        "gradients": gradient_bytes(world_size, parameters),
+        "loss_texts": gathered_text_bytes(world_size, batch_size, embed_dim),
+    }
+    if scope == "global":
+        models = int(needs.learner) + int(needs.reference)
+        if models:
+            sent["embeddings"] = models * gathered_embeddings_bytes(world_size, super_batch_size, embed_dim)
+        sent["samples"] = batch_size * (world_size - 1) / world_size * sample_bytes
+    return sent
 
 
 class _StepModule(nn.Module):

@@ -343,3 +343,22 @@ def test_the_distributed_benchmark_runs_at_a_tiny_shape(tiny_dataset: Dataset, t
     assert float(one["steps_per_s"]) > 0 and float(two["steps_per_s"]) > 0
     assert one["bytes_per_step"] == "0" and int(two["bytes_per_step"]) > 0
     assert 0 < float(two["collective_share"]) < 1
+
+
+def test_flops_lists_what_k_ranks_exchange_per_step(capsys: pytest.CaptureFixture[str]):
+    """The cost model's communication table: bytes by kind, apart from FLOPs (tiny: d = 32)."""
+    assert main(["flops", "--preset", "tiny", "--nproc", "2", "-b", "128"]) == 0
+    out = capsys.readouterr().out
+    assert "## `tiny` over 2 ranks: bytes exchanged per step" in out
+    jest_global = next(line for line in out.splitlines() if line.startswith("| jest | 0.80 | global |"))
+    cells = [c.strip() for c in jest_global.strip("|").split("|")]
+    embeddings = 2 * gathered_embeddings_bytes(2, 640, 32)  # learner and reference, B = 640
+    assert (
+        cells[5] == f"{embeddings / 1e6:.3g} MB"
+        and cells[4] == f"{gathered_text_bytes(2, 128, 32) / 1e6:.3g} MB"
+    )
+    jest_local = next(line for line in out.splitlines() if line.startswith("| jest | 0.80 | local |"))
+    assert [c.strip() for c in jest_local.strip("|").split("|")][5:7] == [
+        "0",
+        "0",
+    ]  # nothing gathered or moved
