@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -68,6 +69,21 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         return
     with torch.autocast(device.type, dtype=torch.bfloat16):
         yield
+
+
+def fp32_loss(
+    loss: Callable[..., torch.Tensor], device: torch.device, precision: str
+) -> Callable[..., torch.Tensor]:
+    """``loss`` computed in fp32 with autocast off, on embeddings widened to fp32 (the sigmoid
+    loss's logits and softplus lose too much in bf16); ``loss`` itself for fp32 runs."""
+    if precision == "fp32":
+        return loss
+
+    def widened(image: torch.Tensor, text: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        with torch.autocast(device.type, enabled=False):
+            return loss(image.float(), text.float(), *args, **kwargs)
+
+    return widened
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

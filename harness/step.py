@@ -20,7 +20,7 @@ import torch
 from harness.batching import BatchShape
 from harness.cost import Budget, CostModel, Ledger, StepCost, UniformStep
 from harness.data import SuperBatch, SuperBatchStream, open_dataset
-from harness.device import autocast, check_precision, describe, embeddings_to, to_device
+from harness.device import autocast, check_precision, describe, embeddings_to, fp32_loss, to_device
 from harness.distributed import Loss, Ranks, check_layout
 from harness.finite import require_finite
 from harness.flops import ModelFlops, model_flops
@@ -183,6 +183,7 @@ class Stepper:
                 f"({unit.to_steps(self.predicted.total):.3g} uniform-equivalent steps)"
             )
         self.optimizer = make_optimizer(self.model, config.optim)
+        self.contrastive_loss = fp32_loss(self.ranks.contrastive_loss, self.device, config.precision)
         self.forward = self.ranks.training_forward(self.model, self._loss)
         self.ledger = Ledger(self.budget_flops)
         self.generator = self.ranks.generator(config.seed)
@@ -225,7 +226,7 @@ class Stepper:
 
     def _loss(self, model: DualEncoder, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         with autocast(self.device, self.config.precision):
-            return step_loss(model, images, tokens, self.strategy.training, self.ranks.contrastive_loss)
+            return step_loss(model, images, tokens, self.strategy.training, self.contrastive_loss)
 
     def _score(self, model: DualEncoder, batch: SuperBatch, resolution: Resolution) -> Embeddings:
         """A model's embeddings of this rank's share of the super-batch, without gradients."""

@@ -17,7 +17,7 @@ import torch
 
 from harness.cli import main
 from harness.data import Dataset
-from harness.device import DeviceError, check_precision, resolve_device
+from harness.device import DeviceError, check_precision, fp32_loss, resolve_device
 from harness.distributed import (
     DistributedError,
     check_layout,
@@ -362,3 +362,20 @@ def test_flops_lists_what_k_ranks_exchange_per_step(capsys: pytest.CaptureFixtur
         "0",
         "0",
     ]  # nothing gathered or moved
+
+
+def test_under_bf16_autocast_the_loss_is_computed_in_fp32():
+    """bf16 runs the towers under autocast but the sigmoid loss in fp32 (CPU autocast stands in for
+    CUDA's here: the wrapper is the same); fp32 runs call the loss itself, untouched."""
+    device = torch.device("cpu")
+    assert fp32_loss(sigmoid_loss, device, "fp32") is sigmoid_loss
+    generator = torch.Generator().manual_seed(0)
+    image, text = (
+        torch.nn.functional.normalize(torch.randn(8, 16, generator=generator), dim=1) for _ in range(2)
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = sigmoid_loss(image, text, 10.0, -2.0)
+        widened = fp32_loss(sigmoid_loss, device, "bf16")(image.bfloat16(), text.bfloat16(), 10.0, -2.0)
+    assert half.dtype == torch.bfloat16 and widened.dtype == torch.float32
+    exact = sigmoid_loss(image.bfloat16().float(), text.bfloat16().float(), 10.0, -2.0)
+    assert torch.equal(widened, exact)
