@@ -107,7 +107,8 @@ def resume(config: dict[str, Any], whole: str, interrupted: str, out: str) -> No
             raise Stop
 
     with contextlib.suppress(Stop):
-        train(run, Path(interrupted), show_progress=False, on_evaluation=stop)
+        # checkpoint_seconds=0: rank 0's clock says "checkpoint" after every step; the ranks agree on it
+        train(run, Path(interrupted), show_progress=False, on_evaluation=stop, checkpoint_seconds=0.0)
     resumed = train(run, Path(interrupted), show_progress=False).run
     if _rank() == 0:
         torch.save({"whole": uninterrupted, "resumed": resumed}, out)
