@@ -1,4 +1,4 @@
-"""Time and peak memory of joint selection (DESIGN §3), against its floor and the paper's Algorithm 1.
+"""Time and peak memory of joint selection (docs/DESIGN.md §3), against its floor and the paper's Algorithm 1.
 
 For B of about 4k, 8k, 16k and 65k and f in {0.5, 0.8, 0.9} (b the multiple of N nearest B(1-f)),
 N = 16, d = 256, float32, it measures:

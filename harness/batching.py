@@ -1,6 +1,6 @@
 """The run's batch shape: sub-batch ``b``, super-batch ``B`` and the filter ratio ``f = 1 - b/B``.
 
-``b`` and ``f`` belong to the run, not to a strategy (DESIGN §2). The run gives ``b`` and a nominal
+``b`` and ``f`` belong to the run, not to a strategy (docs/DESIGN.md §2). The run gives ``b`` and a nominal
 ``f``; ``B = round(b / (1 - f))`` and the effective ``f`` is what gets recorded. ``f = 0`` (B = b)
 is uniform's baseline and legal for every strategy.
 """

@@ -12,16 +12,37 @@ import importlib
 import io
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from harness import __version__
 from harness.errors import UserError
+from harness.progress import INTERRUPTED
 from strategies import StrategyError
 
-COMMANDS = ("run", "strategies", "data", "flops", "train", "reference", "leaderboard", "publish", "tune")
+COMMANDS = (
+    "run",
+    "strategies",
+    "data",
+    "flops",
+    "train",
+    "reference",
+    "leaderboard",
+    "publish",
+    "tune",
+    "reproduce",
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line (the usage block is what ``--help`` is for);
+    sub-command parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="jestbench",
         description="Benchmark online data-selection strategies (JEST and others) for contrastive "
         "image-text training at a fixed FLOP budget.",
@@ -48,3 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, StrategyError) as err:
         print(f"jestbench: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C

@@ -17,8 +17,9 @@ NCCL on GPUs; one process per GPU):
   open_clip's SigLIP loss does), each rank's sum divided by its own row count so that DDP's average
   of the gradients is the gradient of the one-process loss.
 - FLOPs: every rank charges the ledger the whole step's cost (``F·B`` scoring over the K shares,
-  ``3F·b`` training); the pairwise products of a global selection, which every rank computes alike,
-  are charged once, those of local selections summed over ranks. Ledgers thus agree on every rank
+  ``3F·b`` training); the pairwise products and the strategy's own counted products (``selection``)
+  of a global selection, which every rank computes alike, are charged once, those of local
+  selections summed over ranks. Ledgers thus agree on every rank
   (so every rank stops at the same step) and equal one process's for the same ``b`` and ``B``.
   Communication is counted apart, in bytes (:class:`Communication`), never as FLOPs.
 - Rank 0 evaluates, checkpoints and writes the run file (atomically); the other ranks wait for it at
@@ -316,7 +317,9 @@ class Ranks:
         return Embeddings(torch.cat(images), torch.cat(texts), embeddings.scale, embeddings.bias)
 
     def pairwise(self, macs: int) -> int:
-        """The pairwise products to charge: a global selection's once, local ones summed over ranks."""
+        """Multiply-adds of a selection to charge (the view's pairwise products, the strategy's own
+        counted by :func:`harness.view.select_counted`): a global selection's once, every rank
+        having run the same, local ones summed over ranks."""
         if not self.distributed or self.gathers:
             return macs
         return int(self.sum(float(macs)))

@@ -1,4 +1,4 @@
-"""Forward FLOPs per example and per tower, counted by fvcore on the actual modules (DESIGN §4).
+"""Forward FLOPs per example and per tower, counted by fvcore on the actual modules (docs/DESIGN.md §4).
 
 Convention, everywhere in jestbench: **one multiply-add = one FLOP** (fvcore's). fvcore counts the
 multiply-adds of matrix products, convolutions and attention, and 5 per element for a layer norm
@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +32,11 @@ import torch
 from torch import nn
 
 from harness.models import DualEncoder, ModelConfig, PatchEmbedding, resize_patch_embedding
+from harness.opcount import flop_counter, multiply_adds
 from strategies import Resolution
 
 with warnings.catch_warnings():
-    # fvcore.nn imports a module that calls torch.jit.script at import time (DESIGN §4).
+    # fvcore.nn imports a module that calls torch.jit.script at import time (docs/DESIGN.md §4).
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=DeprecationWarning)
     from fvcore.nn import FlopCountAnalysis
 
@@ -200,3 +201,65 @@ def image_tower_flops(config: ModelConfig, patch_sizes: Sequence[int]) -> dict[i
     """``F_img`` per example at each of ``patch_sizes`` (FlexiViT runs at any that tiles the image)."""
     model = _materialised(config)
     return {p: count(*_image_part(model, p)) for p in patch_sizes}
+
+
+@dataclass(frozen=True)
+class TrainingCost:
+    """Multiply-adds of one example through each tower, forward and forward + backward, counted by
+    ``FlopCounterMode`` (:mod:`harness.opcount`, halved) on the actual modules in training mode.
+
+    The ledger charges a training step ``3F`` (backward = 2x forward). What runs differs: the patch
+    embedding of the image tower needs no gradient for its input (the pixels), so its backward is 1x
+    its forward, and torch's attention backward counts 2.5x its forward. ``ratio`` is the measured
+    ``(forward + backward) / forward``; both counts cover the same ops (matrix products, convolutions,
+    attention; layer norms and element-wise ops count in neither), so the ratio applies to fvcore's F.
+    """
+
+    image_forward: int
+    image_training: int
+    text_forward: int
+    text_training: int
+
+    @property
+    def image_ratio(self) -> float:
+        return self.image_training / self.image_forward
+
+    @property
+    def text_ratio(self) -> float:
+        return self.text_training / self.text_forward
+
+    @property
+    def ratio(self) -> float:
+        """Both towers at full resolution: what one training example costs, in forward passes."""
+        return (self.image_training + self.text_training) / (self.image_forward + self.text_forward)
+
+    @property
+    def overcharge(self) -> float:
+        """How much ``3F`` per example exceeds what runs: ``3 / ratio - 1`` (negative: under-charged)."""
+        return 3 / self.ratio - 1
+
+
+@functools.cache
+def training_cost(config: ModelConfig) -> TrainingCost:
+    """Count a training pass (forward, then backward of the sum of the embeddings) of one example
+    through each tower at full resolution, once per process per config. Weights are a constant: the
+    counts depend on shapes only."""
+    model = _materialised(config).train()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.fill_(0.01)
+    images = torch.zeros(1, config.channels, config.image_size, config.image_size, dtype=torch.uint8)
+    tokens = torch.ones(1, config.context_length, dtype=torch.long)
+    towers: dict[str, Callable[[], torch.Tensor]] = {
+        "image": lambda: model.encode_image(images, "full"),
+        "text": lambda: model.encode_text(tokens),
+    }
+    counts: dict[str, int] = {}
+    for name, run in towers.items():
+        with flop_counter() as forward:
+            run()
+        with flop_counter() as training:
+            torch.autograd.backward(run().sum())
+        counts[f"{name}_forward"] = multiply_adds(forward)
+        counts[f"{name}_training"] = multiply_adds(training)
+    return TrainingCost(**counts)

@@ -1,7 +1,7 @@
 """The sigmoid contrastive (SigLIP) loss, written once: batch loss, per-pair blocks, per-example losses.
 
 With L2-normalised embeddings ``x`` (image) and ``y`` (text), logit scale ``a`` and bias ``c``
-(DESIGN §2; Zhai et al. 2023, Eq. 1)::
+(docs/DESIGN.md §2; Zhai et al. 2023, Eq. 1)::
 
     L_ij = -log σ(z_ij · (a · x_i·y_j + c)),   z_ij = +1 if i == j else -1
     loss = (1/n) Σ_ij L_ij

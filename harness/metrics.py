@@ -1,4 +1,4 @@
-"""The paper's four evaluation metrics over embeddings (DESIGN §6), with no model in sight.
+"""The paper's four evaluation metrics over embeddings (docs/DESIGN.md §6), with no model in sight.
 
 - zero-shot classification: each image takes the class whose prompt embeddings (averaged over
   templates, then re-normalised) it is most similar to;
@@ -9,7 +9,10 @@
 - image→text and text→image recall@1, where a hit is a retrieved caption whose *text* equals the
   query's own (captions repeat, so the paired caption is not the only right answer).
 
-Their mean is the headline score; metrics that need labels are ``None`` when a split has none.
+Their mean is the headline score; metrics that need labels are ``None`` when a split has none, and
+zero-shot is ``None`` too when two classes' prompts encode to the same token ids (the classifier
+could not tell them apart, so its accuracy says nothing about the model: :func:`identical_prompts`);
+the mean is then taken over the other metrics and ``zero_shot_excluded`` says why.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class Scores:
     few_shot: float | None
     i2t_recall: float
     t2i_recall: float
+    zero_shot_excluded: str | None = None  # why zero-shot was left out of the mean, if it was
 
     @property
     def mean(self) -> float:
@@ -41,14 +45,28 @@ class Scores:
         ]
         return sum(available) / len(available)
 
-    def as_dict(self) -> dict[str, float | None]:
+    def as_dict(self) -> dict[str, float | str | None]:
         return {
             "zero_shot": self.zero_shot,
             "few_shot": self.few_shot,
             "i2t_recall": self.i2t_recall,
             "t2i_recall": self.t2i_recall,
             "mean": self.mean,
+            "zero_shot_excluded": self.zero_shot_excluded,
         }
+
+
+def identical_prompts(tokens: torch.Tensor, class_names: Sequence[str]) -> list[list[str]]:
+    """Groups of classes whose prompts encode to the same token ids under every template.
+
+    Args:
+        tokens: (n_classes, n_templates, context_length) token ids of each class's prompts.
+        class_names: the names, in class order.
+    """
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for name, ids in zip(class_names, tokens.reshape(len(class_names), -1).tolist(), strict=True):
+        groups.setdefault(tuple(ids), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
 
 
 def zero_shot_accuracy(image: torch.Tensor, labels: torch.Tensor, class_text: torch.Tensor) -> float:

@@ -9,10 +9,12 @@ row schema is documented in docs/RESULTS.md and is what :mod:`harness.results` r
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ import torch
 
 from harness import __version__
 from harness.models import DualEncoder, ModelConfig
+from strategies import default_registry
 
 SCHEMA_VERSION = 1
 Status = Literal["running", "complete", "failed"]
@@ -84,6 +87,38 @@ def provenance() -> dict[str, Any]:
     }
 
 
+@cache
+def strategy_identity(name: str) -> dict[str, str] | None:
+    """Which code a plugin strategy's results came from: its distribution, version and a hash of its
+    package's source files (an editable install, or a reinstall without a version bump, changes only
+    the source). ``None`` for a built-in: jestbench's own version and commit are in :func:`provenance`.
+    Computed once per process, from the code this process imported."""
+    registry = default_registry()
+    package = registry.package(name)
+    if package is None:
+        return None
+    module = registry.get_class(name).__module__
+    top = sys.modules[module.split(".")[0]]
+    if getattr(top, "__path__", None):  # a package: every file under it
+        files = [
+            (path.relative_to(root), path)
+            for root in map(Path, top.__path__)
+            for path in sorted(root.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts
+        ]
+    else:
+        single = Path(str(top.__file__))
+        files = [(Path(single.name), single)]
+    digest = hashlib.sha256()
+    for relative, path in files:
+        digest.update(f"{relative}\0".encode() + path.read_bytes() + b"\0")
+    return {
+        "distribution": package,
+        "version": importlib.metadata.version(package),
+        "source_sha256": digest.hexdigest()[:16],
+    }
+
+
 def write_json_atomic(path: Path, payload: Any) -> None:
     """Replace ``path`` with ``payload`` as JSON, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,7 +151,7 @@ def atomic_torch_save(path: Path, payload: Any) -> None:
 
 @dataclass
 class RunFile:
-    """One run's record. ``rows`` are evaluation points (DESIGN §7); ``error`` says why a run failed."""
+    """One run's record. ``rows`` are evaluation points (docs/DESIGN.md §7); ``error`` says why a run failed."""
 
     run_id: str
     config: dict[str, Any]

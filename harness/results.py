@@ -60,6 +60,21 @@ REQUIRED_COLUMNS = (
     "config_hash",
 )
 METRICS = ("zero_shot", "few_shot", "i2t_recall", "t2i_recall", "mean")
+# Columns that hold ids (hex or free text) which a CSV reader must not take for numbers: a run id of
+# sixteen digits, or one like "12e4...", would otherwise come back as a number.
+_TEXT_COLUMNS = (
+    "run_id",
+    "config_hash",
+    "config_key",
+    "dataset_id",
+    "config.dataset_id",
+    "config.reference",
+    "config.tuned",
+    "git_commit",
+    "hostname",
+)
+# The columns of ``Results.runs``.
+_RUN_COLUMNS = ("run_id", "status", "error", "strategy", "params", "seed", "rows", "path", "eval_splits")
 # Config fields that do not change what a run computes given its other fields: the dataset's location
 # (its content id is kept) and the seed (runs that differ only in it are one configuration).
 _NOT_CONFIGURATION = ("dataset", "seed")
@@ -201,8 +216,45 @@ def read_runs(work_dir: Path, run_ids: Sequence[str] | None = None) -> Results:
                 "eval_splits": tuple(run.config.get("eval_splits", ("val", "eval"))),
             }
         )
-    run_columns = ["run_id", "status", "error", "strategy", "params", "seed", "rows", "path", "eval_splits"]
     table = pd.DataFrame(rows)
     if not table.empty:  # a metric that no dataset had (None everywhere) is still a float column
         table[list(METRICS)] = table[list(METRICS)].astype(float)
-    return Results(rows=table, runs=pd.DataFrame(runs, columns=run_columns))
+    return Results(rows=table, runs=pd.DataFrame(runs, columns=list(_RUN_COLUMNS)))
+
+
+def read_rows_csv(path: Path) -> Results:
+    """The results a rendered leaderboard was built from, read back from its ``rows.csv``: a published
+    leaderboard can be rendered again (``jestbench leaderboard --rows``) without its run files.
+
+    rows.csv holds the rows of complete runs only, so every run read is complete; runs the original
+    leaderboard left out as failed or unfinished are not in it.
+
+    Raises:
+        ResultsError: the file cannot be read, or lacks a column of the results table.
+    """
+    try:
+        rows = pd.read_csv(path, dtype=dict.fromkeys(_TEXT_COLUMNS, str))
+    except (OSError, ValueError) as err:  # pandas' parser errors are ValueErrors
+        raise ResultsError(f"cannot read rows file {path}: {err}") from err
+    missing = [c for c in (*REQUIRED_COLUMNS, "config_key", "config.eval_splits") if c not in rows.columns]
+    if missing:
+        raise ResultsError(
+            f"rows file {path} lacks {', '.join(missing)}: it is not the rows.csv of a leaderboard "
+            "written by this version of jestbench"
+        )
+    rows[list(METRICS)] = rows[list(METRICS)].astype(float)
+    runs = [
+        {
+            "run_id": run_id,
+            "status": "complete",
+            "error": None,
+            "strategy": run["strategy"].iloc[0],
+            "params": run["config.params"].iloc[0],
+            "seed": int(run["seed"].iloc[0]),
+            "rows": len(run),
+            "path": str(path),
+            "eval_splits": tuple(json.loads(run["config.eval_splits"].iloc[0])),
+        }
+        for run_id, run in rows.groupby("run_id", sort=False)
+    ]
+    return Results(rows=rows, runs=pd.DataFrame(runs, columns=list(_RUN_COLUMNS)))

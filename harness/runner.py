@@ -1,11 +1,11 @@
-"""Running a suite: its data and reference when missing, each run (resuming or skipping those done),
-then its leaderboard.
+"""Running a suite: each section's data and references when missing, each run (resuming or skipping
+those done), then each section's leaderboard (and, for a suite with sections, their index).
 
 Runs are keyed by config hash, so rerunning a suite skips complete runs and resumes the one in
 flight from its checkpoint; a kill leaves run files that are whole (they are replaced atomically)
 and never two files for one run. A run that fails is recorded with its error and the suite goes on.
 ``jobs > 1`` runs that many runs at once in separate processes, the cores shared out between them
-(each run's thread count is in its rows' provenance).
+unless ``threads`` is given (each run's thread count is in its rows' provenance).
 """
 
 from __future__ import annotations
@@ -24,56 +24,107 @@ import torch
 from harness.data import Dataset, open_data
 from harness.distributed import launch
 from harness.errors import UserError
-from harness.leaderboard import LeaderboardFiles, leaderboard_dir, render_leaderboard
+from harness.leaderboard import (
+    LeaderboardError,
+    LeaderboardFiles,
+    is_leaderboard,
+    leaderboard_dir,
+    render_leaderboard,
+)
+from harness.publish import INDEX_PAGE, is_index, write_index
 from harness.records import RunFile
 from harness.reference import reference_config, train_reference
 from harness.results import read_runs
 from harness.runconfig import RunConfig
-from harness.suites import Suite
+from harness.staging import staged_directory
+from harness.suites import Section, Suite
 from harness.train import train
+from harness.workdir import default_threads
+
+
+@dataclass(frozen=True)
+class SectionPlan:
+    """A section's runs, made ready: its configs and the records of the references they run against."""
+
+    section: Section
+    configs: list[RunConfig]
+    references: list[dict[str, Any]]
+
+    def note(self) -> str | None:
+        """The section's note, with what its track means and which reference is which."""
+        parts = [self.section.note] if self.section.note else []
+        if self.section.track == "examples":
+            parts.append(
+                "Equal-examples track: every run stopped after the same number of trained examples "
+                "whatever its FLOPs (which are charged and shown all the same); ranks here are not "
+                "FLOP-matched."
+            )
+        if len(self.references) > 1:
+            listed = ", ".join(
+                f"{r['hash'][:8]} = seed {r['config']['seed']}, {r['config']['budget']}"
+                for r in self.references
+            )
+            parts.append(f"References ([reference HASH] in the strategy column): {listed}.")
+        return " ".join(parts) or None
 
 
 @dataclass(frozen=True)
 class SuiteResult:
-    """What a suite run did: its runs by outcome, its leaderboard and how long it took."""
+    """What a suite run did: its runs by outcome, its leaderboards and how long it took.
+
+    ``leaderboards`` maps each section to its rendered leaderboard (``None`` where no run of it
+    completed); ``index`` is the sections' index page of a suite with ``[[sections]]``."""
 
     run_ids: list[str]
     skipped: list[str]
     failed: dict[str, str]
-    leaderboard: LeaderboardFiles | None
+    leaderboards: dict[str, LeaderboardFiles | None]
+    index: Path | None
     seconds: float
+    configs: dict[str, RunConfig]  # every run of the suite by run id
+
+    @property
+    def leaderboard(self) -> LeaderboardFiles | None:
+        """The first section's leaderboard (a suite without sections has only that one)."""
+        return next(iter(self.leaderboards.values()), None)
 
 
-def prepare(suite: Suite, work_dir: Path, *, show_progress: bool = True) -> list[RunConfig]:
-    """Build the suite's data and train its reference if missing; return its runs' configs."""
-    dataset, reference = prepare_inputs(
-        suite, work_dir, with_reference=suite.needs_reference(), show_progress=show_progress
-    )
-    return suite.run_configs(dataset, reference)
+def prepare(suite: Suite, work_dir: Path, *, show_progress: bool = True) -> list[SectionPlan]:
+    """Build each section's data and train its references if missing; return its runs' configs."""
+    plans = []
+    for section in suite.sections:
+        dataset, references = prepare_inputs(
+            section, work_dir, with_reference=section.needs_reference(), show_progress=show_progress
+        )
+        plans.append(
+            SectionPlan(section, section.run_configs(dataset, [r["hash"] for r in references]), references)
+        )
+    return plans
 
 
 def prepare_inputs(
-    suite: Suite, work_dir: Path, *, with_reference: bool, show_progress: bool = True
-) -> tuple[Dataset, str | None]:
-    """The suite's dataset, built if missing, and (``with_reference``) the hash of its reference,
-    trained if missing. ``jestbench tune`` asks for the reference when its search space can need it,
-    even if no configuration of the suite does."""
-    dataset = open_data(work_dir, **suite.data)
-    reference = None
+    section: Section, work_dir: Path, *, with_reference: bool, show_progress: bool = True
+) -> tuple[Dataset, list[dict[str, Any]]]:
+    """The section's dataset, built if missing, and (``with_reference``) the records of its references,
+    one per ``[reference]`` seed, trained if missing. ``jestbench tune`` asks for the references when
+    its search space can need them, even if no configuration of the suite does."""
+    dataset = open_data(work_dir, **section.data)
+    references = []
     if with_reference:
-        spec = suite.reference
-        config = reference_config(
-            dataset,
-            preset=spec.get("preset", suite.run["preset"]),
-            budget=spec.get("budget", "600 steps"),
-            batch_size=int(spec.get("batch_size", suite.run["batch_size"])),
-            seed=int(spec.get("seed", 0)),
-            optim=suite.optim_config(),
-            device=suite.device,
-            precision=suite.precision,
-        )
-        reference = train_reference(config, work_dir, show_progress=show_progress)["hash"]
-    return dataset, reference
+        spec = section.reference
+        for seed in section.reference_seeds:
+            config = reference_config(
+                dataset,
+                preset=spec.get("preset", section.run["preset"]),
+                budget=spec.get("budget", "600 steps"),
+                batch_size=int(spec.get("batch_size", section.run["batch_size"])),
+                seed=seed,
+                optim=section.optim_config(),
+                device=section.device,
+                precision=section.precision,
+            )
+            references.append(train_reference(config, work_dir, show_progress=show_progress))
+    return dataset, references
 
 
 def run_one(
@@ -124,10 +175,17 @@ def run_suite(
     work_dir: Path,
     *,
     jobs: int = 1,
+    threads: int | None = None,
     show_progress: bool = True,
     announce: Callable[[str], None] = print,
 ) -> SuiteResult:
-    """Run every run of ``suite`` not yet complete, then render its leaderboard."""
+    """Run every run of ``suite`` not yet complete, then render its leaderboards.
+
+    Args:
+        jobs: runs at once, each in a process of its own when more than one.
+        threads: torch threads of every run (default: this process's with one job, the cores
+            shared out with several).
+    """
     if jobs < 1:
         raise UserError(f"--jobs {jobs} must be >= 1")
     if jobs > 1 and suite.world_size > 1:
@@ -135,45 +193,123 @@ def run_suite(
             f"--jobs {jobs} with --nproc {suite.world_size}: run either several one-process runs at once or one run over several processes"
         )
     started = time.monotonic()
-    configs = prepare(suite, work_dir, show_progress=show_progress)
-    run_ids = [c.run_id for c in configs]
-    skipped = [c.run_id for c in configs if RunFile.load_complete(work_dir, c.run_id) is not None]
-    pending = [c for c in configs if c.run_id not in skipped]
+    plans = prepare(suite, work_dir, show_progress=show_progress)
+    configs = {c.run_id: c for plan in plans for c in plan.configs}  # a run two sections share runs once
+    skipped = [i for i in configs if RunFile.load_complete(work_dir, i) is not None]
+    pending = [c for i, c in configs.items() if i not in skipped]
     announce(
-        f"suite {suite.name}: {len(configs)} runs, {len(skipped)} already complete, {len(pending)} to run"
+        f"suite {suite.name}: {len(configs)} runs in {len(plans)} section(s), {len(skipped)} already "
+        f"complete, {len(pending)} to run"
     )
     failed: dict[str, str] = {}
     if jobs == 1:
-        threads = max(1, (os.cpu_count() or 1) // suite.world_size)
+        rank_threads = threads or default_threads(suite.world_size)  # each rank's, over K ranks
         for number, config in enumerate(pending, 1):
-            params = ", ".join(f"{k}={v}" for k, v in config.params.items())
-            announce(
-                f"[{number}/{len(pending)}] {config.strategy} ({params}) seed {config.seed}: run {config.run_id}"
-            )
+            announce(f"[{number}/{len(pending)}] {describe_run(config)}: run {config.run_id}")
             error = run_one(
                 config,
                 work_dir,
                 show_progress=show_progress,
-                threads=threads if config.world_size > 1 else None,
+                threads=rank_threads if config.world_size > 1 else threads,
             )
             if error:
                 failed[config.run_id] = error
                 announce(f"  failed: {error}")
     else:
-        threads = max(1, (os.cpu_count() or 1) // (jobs * suite.world_size))
+        threads = threads or max(1, (os.cpu_count() or 1) // jobs)
         context = multiprocessing.get_context("spawn")
         work = [(c.to_dict(), str(work_dir), threads) for c in pending]
         with context.Pool(jobs) as pool:
             for number, (run_id, error) in enumerate(pool.imap_unordered(_run_in_process, work), 1):
-                announce(f"[{number}/{len(pending)}] {run_id} {'failed: ' + error if error else 'done'}")
+                outcome = f"failed: {error}" if error else "done"
+                announce(f"[{number}/{len(pending)}] {describe_run(configs[run_id])}: run {run_id} {outcome}")
                 if error:
                     failed[run_id] = error
-    board = None
-    if len(failed) < len(configs):
-        board = render_leaderboard(
-            read_runs(work_dir, run_ids),
-            leaderboard_dir(work_dir, suite.name),
-            title=f"{suite.name} suite: {suite.description}",
-            note=suite.note,
+    boards, index = render_suite(suite, plans, work_dir)
+    return SuiteResult(list(configs), skipped, failed, boards, index, time.monotonic() - started, configs)
+
+
+def describe_run(config: RunConfig) -> str:
+    """``jest (gain=100, ...) f=0.8 seed 1 [reference 1a2b3c4d]``: a run as progress lines name it."""
+    params = ", ".join(f"{k}={v}" for k, v in config.params.items())
+    extra = " [clean-only pool]" if config.pool != "all" else ""
+    extra += f" [reference {config.reference[:8]}]" if config.reference else ""
+    return f"{config.strategy} ({params}) f={config.filter_ratio:g} seed {config.seed}, budget {config.budget}{extra}"
+
+
+def render_suite(
+    suite: Suite, plans: list[SectionPlan], work_dir: Path
+) -> tuple[dict[str, LeaderboardFiles | None], Path | None]:
+    """Render each section's leaderboard from its complete runs: a suite without ``[[sections]]`` into
+    ``WORK/leaderboards/<suite>/`` as before; one with sections into ``<suite>/<section>/`` beside an
+    index (README.md, :data:`harness.publish.INDEX`), the whole directory replaced at once. A section
+    none of whose runs completed has no leaderboard (the index says so)."""
+    if not suite.sectioned:
+        (plan,) = plans
+        board = _render_section(suite, plan, work_dir, leaderboard_dir(work_dir, suite.name))
+        return {plan.section.name: board}, None
+    destination = leaderboard_dir(work_dir, suite.name)
+    boards: dict[str, LeaderboardFiles | None] = {}
+    with staged_directory(
+        destination, replaceable=lambda p: is_leaderboard(p) or is_index(p), what="a suite's leaderboards"
+    ) as staging:
+        for plan in plans:
+            boards[plan.section.name] = _render_section(suite, plan, work_dir, staging / plan.section.name)
+        write_index(
+            staging,
+            title=f"{suite.name} suite",
+            description=suite.description,
+            sections=[_index_entry(plan, boards[plan.section.name]) for plan in plans],
         )
-    return SuiteResult(run_ids, skipped, failed, board, time.monotonic() - started)
+    final = {
+        name: None if board is None else _moved(board, destination / name) for name, board in boards.items()
+    }
+    return final, destination / INDEX_PAGE
+
+
+def _render_section(
+    suite: Suite, plan: SectionPlan, work_dir: Path, out_dir: Path
+) -> LeaderboardFiles | None:
+    try:
+        return render_leaderboard(
+            read_runs(work_dir, [c.run_id for c in plan.configs]),
+            out_dir,
+            title=f"{suite.name} suite"
+            + (f", {plan.section.name}" if suite.sectioned else "")
+            + f": {plan.section.description}",
+            note=plan.note(),
+        )
+    except LeaderboardError:  # no run of the section completed: its failures are listed by the caller
+        return None
+
+
+def _index_entry(plan: SectionPlan, board: LeaderboardFiles | None) -> dict[str, Any]:
+    section = plan.section
+    return {
+        "name": section.name,
+        "description": section.description,
+        "track": section.track,
+        "data": section.data.get("data") or section.data.get("raw", ""),
+        "budgets": sorted({c.budget for c in plan.configs}),
+        "seeds": section.seeds,
+        "references": [r["hash"] for r in plan.references],
+        "runs": len(plan.configs),
+        "leaderboard": board is not None,
+    }
+
+
+def _moved(board: LeaderboardFiles, directory: Path) -> LeaderboardFiles:
+    """The same leaderboard's files, found under ``directory`` (where the staging was swapped in)."""
+
+    def move(path: Path) -> Path:
+        return directory / path.relative_to(board.directory)
+
+    return LeaderboardFiles(
+        directory=directory,
+        markdown=move(board.markdown),
+        csv=move(board.csv),
+        html=move(board.html),
+        rows=move(board.rows),
+        manifest=move(board.manifest),
+        figures=tuple(move(f) for f in board.figures),
+    )

@@ -8,9 +8,11 @@ run file, and :func:`harness.train.train` drives it to the budget.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,18 +20,30 @@ from typing import Any
 import torch
 
 from harness.batching import BatchShape
-from harness.cost import Budget, CostModel, Ledger, StepCost, UniformStep
-from harness.data import SuperBatch, SuperBatchStream, open_dataset
+from harness.cost import Budget, CostModel, StepCost, UniformStep
+from harness.data import NOISE_KINDS, SuperBatch, SuperBatchStream, open_dataset
 from harness.device import autocast, check_precision, describe, embeddings_to, fp32_loss, to_device
 from harness.distributed import Loss, Ranks, check_layout
+from harness.errors import UserError
 from harness.finite import require_finite
 from harness.flops import ModelFlops, model_flops
 from harness.losses import sigmoid_loss
 from harness.models import DualEncoder, build_model
-from harness.reference_store import load_reference_model, load_reference_record
+from harness.records import strategy_identity
+from harness.reference_store import check_reference_cache, load_reference_model, load_reference_record
 from harness.runconfig import OptimConfig, RunConfig, TrainingError
-from harness.view import EmbeddingView
-from strategies import Embeddings, Resolution, TrainingPlan, ValidatedStrategy, default_registry
+from harness.view import EmbeddingView, select_counted
+from strategies import (
+    Embeddings,
+    Resolution,
+    StrategyError,
+    TrainingPlan,
+    ValidatedStrategy,
+    default_registry,
+)
+
+POOLS = ("all", "clean")
+EIGHTHS = 8  # the mechanism check's resolution over training (docs/RESULTS.md)
 
 
 @dataclass
@@ -48,6 +62,14 @@ class Progress:
     super_noise: Counter[str] = field(default_factory=Counter)
     selected_repeats: int = 0
     super_repeats: int = 0
+    # The same counts (and steps) per eighth of the budget, by the FLOPs spent when the step began.
+    by_eighth: list[Counter[str]] = field(default_factory=lambda: [Counter() for _ in range(EIGHTHS)])
+
+    def eighths(self) -> list[dict[str, int]]:
+        """``by_eighth`` with every count spelled out (zeros included): a row's ``selection_by_eighth``."""
+        names = ["steps", "selected_repeats", "super_repeats"]
+        names += [f"{side}_{kind}" for side in ("selected", "super") for kind in NOISE_KINDS]
+        return [{name: counts.get(name, 0) for name in names} for counts in self.by_eighth]
 
 
 def learning_rate(progress: float, optim: OptimConfig) -> float:
@@ -129,6 +151,25 @@ def train_step(
     return float(total.detach())
 
 
+class StrategyFailedError(TrainingError):
+    """A strategy's own code raised: the message names the strategy and its error (its traceback is
+    kept in the run file's summary)."""
+
+
+@contextmanager
+def blaming(strategy: str, when: str) -> Iterator[None]:
+    """Turn an exception from inside ``strategy``'s code into a :class:`StrategyFailedError` naming
+    it; the harness's own errors (already a :class:`UserError` or :class:`StrategyError`) pass as they are."""
+    try:
+        yield
+    except (UserError, StrategyError):
+        raise
+    except Exception as err:
+        raise StrategyFailedError(
+            f"strategy {strategy!r} raised {type(err).__name__}: {err} ({when})"
+        ) from err
+
+
 def _repeats(captions: list[str]) -> int:
     """Captions in a batch that repeat an earlier one: in-batch false negatives for the loss."""
     return len(captions) - len(set(captions))
@@ -142,12 +183,34 @@ class Stepper:
         self.work_dir = work_dir
         self.dataset = open_dataset(Path(config.dataset))
         self.strategy: ValidatedStrategy = default_registry().get_strategy(config.strategy, **config.params)
+        installed = strategy_identity(config.strategy)
+        if config.plugin != installed:
+            raise TrainingError(
+                f"this run was configured for plugin {dict(config.plugin or {})} and the installed "
+                f"strategy {config.strategy!r} is {dict(installed or {})}; make the run's config again "
+                "(rerun the command) to train with the installed code"
+            )
         self.shape = BatchShape.from_filter_ratio(config.batch_size, config.filter_ratio)
         b, big_b = self.shape.batch_size, self.shape.super_batch_size
         check_precision(config.precision, config.device)
         check_layout(
             config.world_size, config.selection_scope, b, big_b, len(self.strategy.training.resolutions)
         )
+        if config.pool not in POOLS:
+            raise TrainingError(f"pool={config.pool!r} must be one of {', '.join(POOLS)}")
+        if config.pool != "all" and (self.strategy.needs.learner or self.strategy.needs.reference):
+            # The cost model charges scoring over B; a filtered super-batch would be overcharged.
+            raise TrainingError(
+                f"pool={config.pool!r} is for strategies that score nothing (the clean-only oracle is "
+                f"uniform over the clean pairs); {config.strategy!r} scores its super-batch"
+            )
+        if config.pool != "all" and config.world_size > 1 and config.selection_scope == "global":
+            # Each rank's share holds its own number of clean samples: a global selection over them
+            # would gather shares of unequal sizes.
+            raise TrainingError(
+                f"pool={config.pool!r} over {config.world_size} ranks needs local selection: "
+                "pass --selection-scope local (each rank then draws b/K of its own clean samples)"
+            )
         self.ranks = Ranks(config.world_size, config.selection_scope, config.device)
         self.device = self.ranks.device
         self.strategy.check_sizes(self.ranks.selection_size(b), self.ranks.view_size(self.ranks.share(big_b)))
@@ -173,19 +236,24 @@ class Stepper:
         self.reference_model = self._reference_model()
         self.cost = CostModel(self.flops, reference_cached=config.reference_cached)
         unit = UniformStep.of(self.cost, self.shape.batch_size)
-        self.budget_flops = Budget.parse(config.budget).to_flops(unit)
-        self.predicted = self.cost.strategy_step_cost(self.strategy, self.shape)
-        if self.predicted.total > self.budget_flops:
+        self.ledger = Budget.parse(config.budget).ledger(unit, self.shape.batch_size)
+        self.budget_flops = self.ledger.budget_flops  # None for a budget in examples
+        with blaming(config.strategy, "selecting once on random embeddings to predict a step's cost"):
+            self.predicted = self.cost.strategy_step_cost(self.strategy, self.shape)
+        if not self.ledger.fits(self.predicted):
+            minimum = (
+                f"{self.predicted.total:.4g} FLOPs ({unit.to_steps(self.predicted.total):.3g} uniform-equivalent steps)"
+                if self.budget_flops is not None
+                else f"{self.shape.batch_size} examples"
+            )
             raise TrainingError(
-                f"the budget of {self.budget_flops:.4g} FLOPs is smaller than one step of "
+                f"the budget of {self.ledger.limit:.4g} {self.ledger.unit}s is smaller than one step of "
                 f"{config.strategy} at b={self.shape.batch_size}, B={self.shape.super_batch_size}: "
-                f"the minimum is {self.predicted.total:.4g} FLOPs "
-                f"({unit.to_steps(self.predicted.total):.3g} uniform-equivalent steps)"
+                f"the minimum is {minimum}"
             )
         self.optimizer = make_optimizer(self.model, config.optim)
         self.contrastive_loss = fp32_loss(self.ranks.contrastive_loss, self.device, config.precision)
         self.forward = self.ranks.training_forward(self.model, self._loss)
-        self.ledger = Ledger(self.budget_flops)
         self.generator = self.ranks.generator(config.seed)
         self.progress = Progress()
 
@@ -198,9 +266,12 @@ class Stepper:
             raise TrainingError(
                 f"strategy {self.config.strategy!r} needs reference embeddings and this run names no "
                 f"reference; train one with `jestbench reference train --data {self.config.dataset}` "
-                "and pass its hash with --reference"
+                "and pass its id with --reference"
             )
-        return load_reference_record(self.work_dir, self.config.reference)
+        record = load_reference_record(self.work_dir, self.config.reference)
+        if self.config.reference_cached:
+            check_reference_cache(self.dataset, record)
+        return record
 
     def _reference_model(self) -> DualEncoder | None:
         if self.reference is None or self.config.reference_cached:
@@ -236,6 +307,37 @@ class Stepper:
             )
         return embeddings_to(embeddings, self.device)
 
+    def offered(self, batch: SuperBatch) -> SuperBatch:
+        """What the strategy chooses from: the super-batch, or with ``pool="clean"`` its samples whose
+        recorded noise kind is ``clean`` (the clean-only oracle; a pure function of the batch, so a
+        resumed run sees the same)."""
+        if self.config.pool == "all":
+            return batch
+        keep = [i for i, kind in enumerate(batch.noise) if kind == "clean"]
+        wanted = self.ranks.selection_size(self.shape.batch_size)  # b, or b/K from each rank's share
+        if len(keep) < wanted:
+            raise TrainingError(
+                f"super-batch {batch.number} holds {len(keep)} clean samples, fewer than the {wanted} "
+                f"to choose (b={self.shape.batch_size}): run the clean-only pool at a larger filter ratio (B = "
+                f"{self.shape.super_batch_size} now)"
+            )
+        index = torch.tensor(keep)
+        reference = batch.reference
+        if reference is not None:
+            reference = dataclasses.replace(
+                reference, image=reference.image[index], text=reference.text[index]
+            )
+        return dataclasses.replace(
+            batch,
+            images=batch.images[index],
+            tokens=batch.tokens[index],
+            labels=batch.labels[index],
+            keys=[batch.keys[i] for i in keep],
+            captions=[batch.captions[i] for i in keep],
+            noise=[batch.noise[i] for i in keep],
+            reference=reference,
+        )
+
     def view(self, batch: SuperBatch) -> EmbeddingView:
         """The strategy's view: only what it declared, computed when first asked (over the whole
         super-batch, gathered from every rank, when a distributed run selects globally)."""
@@ -265,11 +367,13 @@ class Stepper:
 
     def step(self, batch: SuperBatch) -> StepCost:
         """Select from ``batch``, train on the selection, charge the ledger and count; the cost that ran."""
+        batch = self.offered(batch)
         view = self.view(batch)
-        index = self.strategy.select(view, self.ranks.selection_size(self.shape.batch_size), self.generator)
-        rate = learning_rate(
-            (self.ledger.total + self.predicted.total) / self.budget_flops, self.config.optim
-        )
+        with blaming(self.config.strategy, "while selecting"):
+            index, selection = select_counted(
+                self.strategy, view, self.ranks.selection_size(self.shape.batch_size), self.generator
+            )
+        rate = learning_rate(self.ledger.fraction_after(self.predicted), self.config.optim)
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"]
         images, tokens = self.ranks.training_batch(
@@ -290,16 +394,30 @@ class Stepper:
         self.progress.loss_sum += loss
         self.progress.loss_steps += 1
         cost = self.cost.step_cost(
-            self.needs, self.strategy.training, self.shape, pairwise=self.ranks.pairwise(view.pairwise_macs)
+            self.needs,
+            self.strategy.training,
+            self.shape,
+            pairwise=self.ranks.pairwise(view.pairwise_macs),
+            selection=self.ranks.pairwise(selection),
         )
+        eighth = min(
+            EIGHTHS - 1, EIGHTHS * self.ledger.used // self.ledger.limit
+        )  # of the budget in its own unit
         self.ledger.charge(cost)
         p = self.progress
         p.super_batches += 1
         p.examples_seen += self.shape.batch_size
-        p.examples_scored += self.shape.super_batch_size
         chosen, offered = self.ranks.selected(index, list(zip(batch.noise, batch.captions, strict=True)))
-        p.selected_noise.update(noise for noise, _ in chosen)
-        p.super_noise.update(noise for noise, _ in offered)
-        p.selected_repeats += _repeats([caption for _, caption in chosen])
-        p.super_repeats += _repeats([caption for _, caption in offered])
+        p.examples_scored += len(offered)  # every rank's share (after the pool's filter)
+        picked = [noise for noise, _ in chosen]
+        offered_noise = [noise for noise, _ in offered]
+        repeats = _repeats([caption for _, caption in chosen]), _repeats([caption for _, caption in offered])
+        p.selected_noise.update(picked)
+        p.super_noise.update(offered_noise)
+        p.selected_repeats += repeats[0]
+        p.super_repeats += repeats[1]
+        counts = p.by_eighth[eighth]
+        counts.update(f"selected_{kind}" for kind in picked)
+        counts.update(f"super_{kind}" for kind in offered_noise)
+        counts.update(steps=1, selected_repeats=repeats[0], super_repeats=repeats[1])
         return cost

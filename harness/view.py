@@ -2,30 +2,49 @@
 
 :class:`EmbeddingView` computes everything from embeddings with the loss math of
 :mod:`harness.losses`, lazily and memoised, and counts the multiply-adds of the pairwise products it
-actually ran so that the ledger charges them (DESIGN §4). The training loop gives it callables that
+actually ran so that the ledger charges them (docs/DESIGN.md §4). The training loop gives it callables that
 run the learner's forward pass on demand; tests, benchmarks and plugin authors give it tensors.
+:func:`select_counted` runs a selection on it and counts, with torch's own FLOP counter, the tensor
+work the strategy did itself, outside the view (a plugin's own matrix product), so that it is
+charged too; the view's own work is left out of that count, being charged as its own kinds.
 :class:`DenseScoreView` serves a given dense score matrix instead (benchmarks, small diagnostics).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from harness.losses import pair_losses, unconditional_losses
-from strategies import Embeddings, ModelName, ScoreKind
+from harness.opcount import FLOPS_PER_MULTIPLY_ADD, flop_counter
+from strategies import Embeddings, ModelName, ScoreKind, ValidatedStrategy
 
 EmbeddingSource = Embeddings | Callable[[], Embeddings]
+T = TypeVar("T")
 
-# Sign of each model's loss in a score kind (DESIGN §2): M = g·L(θ), -g·L(θ*), g·(L(θ) - L(θ*)).
+# Sign of each model's loss in a score kind (docs/DESIGN.md §2): M = g·L(θ), -g·L(θ*), g·(L(θ) - L(θ*)).
 _SIGNS: dict[ScoreKind, tuple[tuple[ModelName, float], ...]] = {
     "hard": (("learner", 1.0),),
     "easy": (("reference", -1.0),),
     "learnability": (("learner", 1.0), ("reference", -1.0)),
 }
+
+
+def _view_work(method: Callable[..., T]) -> Callable[..., T]:
+    """Marks a view method's work as the view's own (see :meth:`EmbeddingView._own`)."""
+
+    @functools.wraps(method)
+    def run(view: EmbeddingView, *args: Any, **kwargs: Any) -> T:
+        with view._own():
+            return method(view, *args, **kwargs)
+
+    return run
 
 
 class EmbeddingView:
@@ -52,6 +71,8 @@ class EmbeddingView:
         self._diagonal: dict[ModelName, torch.Tensor] = {}
         self._size: int | None = size
         self.pairwise_macs = 0
+        self._selection: _SelectionCount | None = None  # set inside select_counted
+        self._own_depth = 0
         for source in (learner, reference):
             if isinstance(source, Embeddings):
                 self._check_size(source)
@@ -75,6 +96,7 @@ class EmbeddingView:
             raise ValueError("an EmbeddingView needs learner or reference embeddings")
         return self._size
 
+    @_view_work
     def embeddings(self, model: ModelName) -> Embeddings:
         if model not in self._embeddings:
             source = self._sources[model]
@@ -85,6 +107,7 @@ class EmbeddingView:
             self._embeddings[model] = embeddings
         return self._embeddings[model]
 
+    @_view_work
     def unconditional_losses(self, model: ModelName) -> torch.Tensor:
         if model not in self._diagonal:
             e = self.embeddings(model)
@@ -92,12 +115,15 @@ class EmbeddingView:
             self.pairwise_macs += e.image.numel()
         return self._diagonal[model]
 
+    @_view_work
     def scores(self, kind: ScoreKind) -> torch.Tensor:
         return _combine(sign * self.unconditional_losses(model) for model, sign in _SIGNS[kind])
 
+    @_view_work
     def score_rows(self, kind: ScoreKind, index: torch.Tensor) -> torch.Tensor:
         return _combine(sign * self._block(model, rows=index) for model, sign in _SIGNS[kind])
 
+    @_view_work
     def score_columns(self, kind: ScoreKind, index: torch.Tensor) -> torch.Tensor:
         return _combine(sign * self._block(model, columns=index) for model, sign in _SIGNS[kind])
 
@@ -108,6 +134,67 @@ class EmbeddingView:
         block = pair_losses(e.image, e.text, e.scale, e.bias, rows=rows, columns=columns)
         self.pairwise_macs += block.numel() * e.image.shape[1]
         return block
+
+    @contextlib.contextmanager
+    def _own(self) -> Iterator[None]:
+        """The view's own work (model passes, pairwise products, combining scores), charged as its
+        own kinds: during :func:`select_counted` the counter is paused for it, so it is neither
+        counted twice nor slowed down by the counter."""
+        outermost = self._selection is not None and self._own_depth == 0
+        self._own_depth += 1
+        try:
+            if outermost:
+                assert self._selection is not None
+                self._selection.pause()
+                try:
+                    yield
+                finally:
+                    self._selection.resume()
+            else:
+                yield
+        finally:
+            self._own_depth -= 1
+
+
+class _SelectionCount:
+    """``FlopCounterMode`` around a selection, paused while the view works: one counter per stretch of
+    the strategy's own code, their totals summed (a counter cannot be re-entered)."""
+
+    def __init__(self) -> None:
+        self.flops = 0  # FlopCounterMode's convention: 2 per multiply-add
+        self._counter: FlopCounterMode | None = None
+        self._stack = contextlib.ExitStack()
+
+    def resume(self) -> None:
+        self._counter = self._stack.enter_context(flop_counter())
+
+    def pause(self) -> None:
+        if self._counter is not None:
+            self._stack.close()
+            self.flops += self._counter.get_total_flops()
+            self._counter = None
+
+
+def select_counted(
+    strategy: ValidatedStrategy, view: EmbeddingView, batch_size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, int]:
+    """``strategy.select(view, batch_size, generator)`` and the multiply-adds the strategy ran itself.
+
+    Everything inside ``select`` runs under ``FlopCounterMode`` (:mod:`harness.opcount`) except what
+    the view computes for it (model passes, score products), during which the counter is paused:
+    that work is charged as its own kinds (``pairwise_macs``, scoring passes). A plugin's own
+    ``image @ text.T`` on the embeddings it read is counted; the view's products are not counted
+    twice. Element-wise ops count zero, as in every FLOP count of jestbench (docs/FLOPS.md).
+    """
+    count = _SelectionCount()
+    view._selection = count
+    count.resume()
+    try:
+        index = strategy.select(view, batch_size, generator)
+    finally:
+        count.pause()
+        view._selection = None
+    return index, count.flops // FLOPS_PER_MULTIPLY_ADD
 
 
 class DenseScoreView:

@@ -25,7 +25,7 @@ from strategies.protocol import (
 from strategies.registry import ENTRY_POINT_GROUP, PluginError, Registry, UnknownStrategyError
 from strategies.validated import ValidatedStrategy
 
-# name -> "module:attr", imported on first use (DESIGN §3's table).
+# name -> "module:attr", imported on first use (docs/DESIGN.md §3's table).
 BUILTIN_STRATEGIES = {
     "uniform": "strategies.builtin:Uniform",
     "hard-learner": "strategies.builtin:HardLearner",

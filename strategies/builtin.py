@@ -1,4 +1,4 @@
-"""The seven built-in strategies of DESIGN §3.
+"""The seven built-in strategies of docs/DESIGN.md §3.
 
 Independent strategies score each candidate alone, by the diagonal of the score matrix (the
 unconditional loss ``L_ii``); ``jest`` and ``flexi-jest`` select jointly (paper Algorithm 1).
@@ -111,7 +111,7 @@ class Prioritized(Strategy):
 
 
 class Jest(Strategy):
-    """Joint example selection (paper Algorithm 1, exact form in DESIGN §3): chunks drawn in turn, each
+    """Joint example selection (paper Algorithm 1, exact form in docs/DESIGN.md §3): chunks drawn in turn, each
     conditioned on the ones already chosen, so a sub-batch is chosen for its joint learnability."""
 
     name = "jest"

@@ -6,7 +6,7 @@ returns ``b`` distinct indices. It imports nothing from the harness; the harness
 benchmarks) and reads a strategy's :class:`Needs` and :class:`TrainingPlan` as data, so that it
 computes and charges only what the strategy uses and never branches on a strategy's name.
 
-Terms follow DESIGN §2 and the JEST paper (Evans et al. 2024, §3.1): for a score kind the score matrix
+Terms follow docs/DESIGN.md §2 and the JEST paper (Evans et al. 2024, §3.1): for a score kind the score matrix
 is ``M = g·L(θ)`` (``hard``), ``M = -g·L(θ*)`` (``easy``) or ``M = g·(L(θ) - L(θ*))``
 (``learnability``), where ``L`` is the per-pair sigmoid-contrastive loss matrix. The view returns
 these matrices *without* the gain ``g``; the strategy applies its gain once.
@@ -43,7 +43,7 @@ class Embeddings:
     """L2-normalised image and text embeddings of one model over the super-batch.
 
     ``scale`` is the logit scale ``a`` (already exponentiated) and ``bias`` the logit bias ``c``:
-    the pair logit is ``a * image[i] · text[j] + c`` (DESIGN §2).
+    the pair logit is ``a * image[i] · text[j] + c`` (docs/DESIGN.md §2).
     """
 
     image: torch.Tensor
@@ -166,7 +166,7 @@ class SuperBatchView(Protocol):
         ...
 
     def unconditional_losses(self, model: ModelName) -> torch.Tensor:
-        """``L_ii`` per candidate, shape ``(B,)``: each example's loss given no other (DESIGN §2)."""
+        """``L_ii`` per candidate, shape ``(B,)``: each example's loss given no other (docs/DESIGN.md §2)."""
         ...
 
     def scores(self, kind: ScoreKind) -> torch.Tensor:

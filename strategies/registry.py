@@ -3,8 +3,10 @@
 Built-ins are registered as ``"module:attr"`` strings and imported on first use. Third-party
 strategies arrive through the entry-point group ``jestbench.strategies``: the group is scanned on the
 first lookup (reading metadata only), and a plugin's module is imported only when that strategy is
-asked for. A plugin that fails to import, or whose name is taken, yields an error naming the plugin
-and its package; the others and the listing are unaffected.
+asked for. A plugin that fails to import yields an error naming the plugin and its package; the
+others and the listing are unaffected. A plugin whose name is taken is refused, and a plugin whose
+class calls itself by another name than its entry point is registered under the entry point's: both
+are kept as *notes* on that name, which ``jestbench strategies`` shows beside it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Registry:
         self._group = entry_point_group
         self._scanned = entry_point_group is None
         self._plugin_errors: dict[str, str] = {}
+        self._notes: dict[str, list[str]] = {}
         for name, target in (builtins or {}).items():
             self.add(name, target)
 
@@ -104,15 +107,33 @@ class Registry:
         self._scan_plugins()
         return dict(self._plugin_errors)
 
+    def notes(self) -> dict[str, list[str]]:
+        """What a user of each name should know although it works: plugins refused because the name
+        was taken, and plugins whose class's ``name`` differs from their entry point's (known once
+        loaded). Name -> messages."""
+        self._scan_plugins()
+        return {name: list(notes) for name, notes in self._notes.items()}
+
     def source(self, name: str) -> str:
         """``"built-in"`` or ``"plugin from <package>"``."""
         return self._entry(name).source
+
+    def package(self, name: str) -> str | None:
+        """The distribution plugin ``name`` came from; ``None`` for built-ins and direct registrations."""
+        return self._entry(name).package
 
     def get_class(self, name: str) -> type[Strategy]:
         """The strategy class registered under ``name``, importing it on first use."""
         entry = self._entry(name)
         if isinstance(entry.target, str):
             entry.target = self._load(name, entry)
+            called = entry.target.name
+            if entry.package and called and called != name:
+                self._notes.setdefault(name, []).append(
+                    f"plugin {name!r} from package {entry.package!r}: its class {_describe(entry.target)} "
+                    f"calls itself {called!r}; it is registered as {name!r}, the entry point's name "
+                    "(make the two agree)"
+                )
         return entry.target
 
     def get_strategy(self, name: str, **params: Any) -> ValidatedStrategy:
@@ -166,6 +187,14 @@ class Registry:
         assert self._group is not None
         for ep in importlib.metadata.entry_points(group=self._group):
             package = ep.dist.name if ep.dist is not None else "<unknown package>"
+            taken = self._entries.get(ep.name)
+            if taken is not None and not _same_target(taken.target, ep.value):
+                self._notes.setdefault(ep.name, []).append(
+                    f"plugin {ep.name!r} from package {package!r} ({ep.value}) was refused: {ep.name!r} is "
+                    f"already the {taken.source} {_describe(taken.target)}, which is used here; rename the "
+                    "plugin's entry point to use it"
+                )
+                continue
             try:
                 self.add(ep.name, ep.value, package=package)
             except StrategyError as err:

@@ -55,15 +55,19 @@ def joint_sample(
     gain: float,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Joint example selection, the JEST paper's Algorithm 1 made exact (DESIGN §3).
+    """Joint example selection, the JEST paper's Algorithm 1 made exact (docs/DESIGN.md §3).
 
     The first chunk of ``b/N`` is drawn without replacement with ``p_i ∝ exp(M_ii)``; every later chunk
     with ``p_i ∝ exp(M_ii + Σ_{j∈chosen} (M_ij + M_ji))`` over the candidates not yet chosen, where
     ``M = gain · scores`` (paper Eq. 1's conditional learnability of ``i`` given the chosen set). The
     running sums take only the newest chunk's rows and columns from the view, so selection costs
     O(B·b) and never needs ``M`` whole.
+
+    Raises:
+        ValueError: ``b < 1``, ``N < 1`` or ``N`` not dividing ``b`` (chunks of ``⌊b/N⌋`` would return
+            fewer than ``b`` indices without a word).
     """
-    chunk = batch_size // n_chunks
+    chunk = _chunk_size(batch_size, n_chunks)
     logits = gain * view.scores(kind)
     picks: list[torch.Tensor] = []
     for c in range(n_chunks):
@@ -74,6 +78,16 @@ def joint_sample(
             logits = logits + gain * cross
             logits[pick] = float("-inf")
     return torch.cat(picks)
+
+
+def _chunk_size(batch_size: int, n_chunks: int) -> int:
+    """``b / N``, refused unless it is a whole positive number."""
+    if batch_size < 1 or n_chunks < 1 or batch_size % n_chunks:
+        raise ValueError(
+            f"joint sampling cannot draw b={batch_size} in n_chunks={n_chunks} equal chunks: give b >= 1 "
+            "and n_chunks >= 1 dividing b"
+        )
+    return batch_size // n_chunks
 
 
 def joint_sample_transcribed(
@@ -88,13 +102,13 @@ def joint_sample_transcribed(
     As the paper writes it, each chunk recomputes ``logits_ij = (M * is_sampled[None, :]).sum(1)`` and
     ``logits_ji = (M * is_sampled[:, None]).sum(0)`` over the whole matrix: O(N·B²) time and O(B²)
     memory. It is the yardstick that :func:`joint_sample` must match index for index in float64 with
-    the same generator (DESIGN §3), and the baseline the selection benchmark times; never used to train.
+    the same generator (docs/DESIGN.md §3), and the baseline the selection benchmark times; never used to train.
     """
     matrix = gain * scores
     size = matrix.shape[0]
     is_sampled = torch.zeros(size, dtype=matrix.dtype)
     picks: list[torch.Tensor] = []
-    chunk = batch_size // n_chunks
+    chunk = _chunk_size(batch_size, n_chunks)
     for _ in range(n_chunks):
         logits_ij = (matrix * is_sampled[None, :]).sum(dim=1)
         logits_ji = (matrix * is_sampled[:, None]).sum(dim=0)

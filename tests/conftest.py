@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -16,12 +15,13 @@ from filelock import FileLock
 
 from harness.data import Dataset, build_dataset, open_dataset
 from harness.data.build import TINY_SIZES
+from harness.reference_store import find_reference, load_reference_record
 
 torch.set_num_threads(1)
 
 # A dataset on which the tiny preset learns measurably in seconds, and the reference trained on it.
 LEARN_SIZES = {"curated_size": 800, "raw_size": 3000, "val_size": 400, "eval_size": 400, "shard_size": 500}
-LEARN_REFERENCE = {"preset": "tiny", "budget": "600 steps", "batch_size": 64, "seed": 0}
+LEARN_REFERENCE = {"preset": "tiny", "budget": "1000 steps", "batch_size": 64, "seed": 0}
 
 
 def _session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -44,7 +44,7 @@ class Learning:
         work.mkdir(parents=True)
         (work / "references").symlink_to(self.work_dir / "references")
         (work / "models").mkdir()
-        weights = f"{self.reference['hash']}.pt"
+        weights = f"{self.reference['config_hash']}.pt"
         (work / "models" / weights).symlink_to(self.work_dir / "models" / weights)
         return work
 
@@ -71,7 +71,7 @@ def tiny_copy(tiny_dataset: Dataset, tmp_path: Path) -> Dataset:
 
 @pytest.fixture(scope="session")
 def learning(tmp_path_factory: pytest.TempPathFactory) -> Learning:
-    """``shapes`` at LEARN_SIZES and a ``tiny`` reference trained on its curated split (600 steps),
+    """``shapes`` at LEARN_SIZES and a ``tiny`` reference trained on its curated split (1,000 steps),
     built once per session behind a file lock. Read-only: runs go to ``private_work_dir``."""
     from harness.reference import reference_config, train_reference
 
@@ -83,6 +83,6 @@ def learning(tmp_path_factory: pytest.TempPathFactory) -> Learning:
             train_reference(config, root / "work", show_progress=False)
             (root / "done").touch()
     dataset = open_dataset(root / "shapes")
-    config = reference_config(dataset, **LEARN_REFERENCE)
-    record = json.loads((root / "work" / "references" / config.run_id / "reference.json").read_text())
-    return Learning(dataset, root / "work", record)
+    work = root / "work"
+    record = load_reference_record(work, find_reference(work, dataset, LEARN_REFERENCE["preset"]))
+    return Learning(dataset, work, record)

@@ -18,6 +18,10 @@ def test_flops_prints_and_writes_the_report(tmp_path: Path, capsys: pytest.Captu
     assert output.read_text() == printed
     assert "One FLOP = one multiply-add" in printed
     assert "| A = F_img,coarse / F_img | 0.531 |" in printed
+    # Measured: the patch embedding's backward is 1x its forward, attention's 2.5x (docs/FLOPS.md).
+    assert (
+        "(image, text, both); the ledger charges 3 | 2.63, 3.06, 2.793: 3F is +7.4% of what runs |" in printed
+    )
     for name in default_registry().list_strategies():
         assert f"| {name} | 0.80 | 640 |" in printed
     assert "| learnability, uncached reference | 0.80 | 640 | 4.33x | 4.00x |" in printed

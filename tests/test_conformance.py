@@ -50,7 +50,7 @@ class ReturnsInt32(Strategy):
 
 
 class Overflows(Strategy):
-    """Softmax sampling with an unshifted exp: the public port's failure (DESIGN §3)."""
+    """Softmax sampling with an unshifted exp: the public port's failure (docs/DESIGN.md §3)."""
 
     name = "overflows"
 

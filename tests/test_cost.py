@@ -1,4 +1,4 @@
-"""The cost model of DESIGN §4 on synthetic tower FLOPs, the pairwise products, the ledger's stop
+"""The cost model of docs/DESIGN.md §4 on synthetic tower FLOPs, the pairwise products, the ledger's stop
 rule and the one budget conversion."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from harness.cost import (
     Ledger,
     StepCost,
     UniformStep,
-    measure_pairwise,
+    measure_selection,
 )
 from harness.flops import ModelFlops
 from strategies import Needs, Strategy, SuperBatchView, TrainingPlan, ValidatedStrategy, default_registry
@@ -121,13 +121,60 @@ def test_costs_follow_needs_and_training_not_names() -> None:
 def test_pairwise_products_are_measured_from_what_a_selection_reads() -> None:
     shape, dim = BatchShape.from_filter_ratio(64, 0.75), 8  # b = 64, B = 256
     registry = default_registry()
-    assert measure_pairwise(registry.get_strategy("uniform"), shape, dim) == 0
-    assert measure_pairwise(registry.get_strategy("hard-learner"), shape, dim) == 256 * dim
-    assert measure_pairwise(registry.get_strategy("learnability"), shape, dim) == 2 * 256 * dim
+
+    def pairwise(name: str, **params: int) -> int:
+        measured = measure_selection(registry.get_strategy(name, **params), shape, dim)
+        assert measured.selection == 0  # the built-ins run no products of their own
+        return measured.pairwise
+
+    assert pairwise("uniform") == 0
+    assert pairwise("hard-learner") == 256 * dim
+    assert pairwise("learnability") == 2 * 256 * dim
     # Joint sampling: the diagonals, then for each of N - 1 chunks the rows and columns against it,
     # for both models: 2·B·d + (N - 1)·2·2·B·(b/N)·d.
-    jest = registry.get_strategy("jest", n_chunks=4)
-    assert measure_pairwise(jest, shape, dim) == 2 * 256 * dim + 3 * 4 * 256 * 16 * dim
+    assert pairwise("jest", n_chunks=4) == 2 * 256 * dim + 3 * 4 * 256 * 16 * dim
+
+
+class OwnProducts(Strategy):
+    """A plugin that runs its own products on the learner's embeddings: the full ``B x B`` similarity
+    matrix by ``@`` and, as ``einsum``, its ``b``-column block; then the view's hard-learner scores."""
+
+    name = "own-products"
+
+    @property
+    def needs(self) -> Needs:
+        return Needs(learner=True)
+
+    def select(self, view: SuperBatchView, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        e = view.embeddings("learner")
+        similarity = e.image @ e.text.T
+        block = torch.einsum("id,jd->ij", e.image, e.text[:batch_size])
+        scores = view.scores("hard") + 0 * (similarity.sum() + block.sum())
+        return torch.topk(scores, batch_size).indices
+
+
+class ViewOnly(OwnProducts):
+    """The same selection without the products of its own."""
+
+    name = "view-only"
+
+    def select(self, view: SuperBatchView, batch_size: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.topk(view.scores("hard"), batch_size).indices
+
+
+def test_a_strategys_own_products_are_charged_exactly_and_the_views_once() -> None:
+    shape, dim = BatchShape.from_filter_ratio(64, 0.75), 8  # b = 64, B = 256
+    own = measure_selection(ValidatedStrategy(OwnProducts(), "own-products"), shape, dim)
+    view_only = measure_selection(ValidatedStrategy(ViewOnly(), "view-only"), shape, dim)
+    assert own.pairwise == view_only.pairwise == 256 * dim  # the view's diagonal, counted once
+    assert view_only.selection == 0
+    assert own.selection == 256 * 256 * dim + 256 * 64 * dim
+    cost = CostModel(TOWERS)
+    charged = cost.strategy_step_cost(ValidatedStrategy(OwnProducts(), "own-products"), shape)
+    assert charged.selection == own.selection
+    assert charged.total - cost.strategy_step_cost(
+        ValidatedStrategy(ViewOnly(), "view-only"), shape
+    ).total == (256 * 256 * dim + 256 * 64 * dim)
 
 
 # -- budget and ledger ----------------------------------------------------------------------------
@@ -148,23 +195,66 @@ def test_budget_in_uniform_steps_converts_in_one_place() -> None:
         ("2.5e12 FLOPs", Budget(flops=2_500_000_000_000)),
         ("400 steps", Budget(uniform_steps=400.0)),
         ("1 step", Budget(uniform_steps=1.0)),
+        ("512000 examples", Budget(examples=512_000)),
+        ("5.12e5 Examples", Budget(examples=512_000)),
     ],
 )
 def test_budget_parse(text: str, expected: Budget) -> None:
     assert Budget.parse(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "lots", "400 epochs", "-5 steps", "nan", "inf flops", "1 2 3"])
+@pytest.mark.parametrize(
+    "text", ["", "lots", "400 epochs", "-5 steps", "nan", "inf flops", "1 2 3", "10.5 examples", "0 examples"]
+)
 def test_unreadable_budgets_are_refused(text: str) -> None:
     with pytest.raises(BudgetError, match="budget"):
         Budget.parse(text)
 
 
 def test_a_budget_is_in_one_unit() -> None:
-    with pytest.raises(BudgetError, match="either in FLOPs or in uniform-equivalent steps"):
+    with pytest.raises(BudgetError, match="exactly one of the three"):
         Budget(flops=10, uniform_steps=2)
-    with pytest.raises(BudgetError, match="either"):
+    with pytest.raises(BudgetError, match="exactly one"):
+        Budget(uniform_steps=2, examples=100)
+    with pytest.raises(BudgetError, match="exactly one"):
         Budget()
+    with pytest.raises(BudgetError, match="not an amount of FLOPs"):
+        Budget(examples=100).to_flops(UniformStep.of(CostModel(TOWERS), 256))
+
+
+def test_an_examples_budget_stops_every_strategy_at_the_same_examples() -> None:
+    """1000 examples at b = 256: three steps of 256 fit (768), a fourth would pass the budget,
+    whatever each step costs in FLOPs; the FLOPs are still charged."""
+    cost = CostModel(TOWERS)
+    unit = UniformStep.of(cost, 256)
+    spent = {}
+    for name, (needs, plan), shape in [
+        ("uniform", UNIFORM, BatchShape(256, 256)),
+        ("learner", LEARNER_SCORED, B_AT_08),
+    ]:
+        step = cost.step_cost(needs, plan, shape)
+        ledger = Budget.parse("1000 examples").ledger(unit, 256)
+        fractions = []
+        while ledger.fits(step):
+            fractions.append(ledger.fraction_after(step))
+            ledger.charge(step)
+        assert (ledger.steps, ledger.used, ledger.remaining, ledger.unit) == (3, 768, 232, "example")
+        assert fractions == [256 / 1000, 512 / 1000, 768 / 1000]  # the schedule's clock: examples
+        spent[name] = ledger.total
+    assert spent["learner"] == spent["uniform"] * 8 // 3  # (B/b + 3)/3 at f = 0.8: FLOPs differ
+
+
+def test_an_examples_ledger_resumes_only_with_the_same_budget() -> None:
+    ledger = Ledger(budget_examples=1000, batch_size=100)
+    ledger.charge(StepCost(training=7))
+    state = json.loads(json.dumps(ledger.state_dict()))
+    resumed = Ledger(budget_examples=1000, batch_size=100)
+    resumed.load_state_dict(state)
+    assert resumed.used == 100 and resumed.total == 7
+    with pytest.raises(BudgetError, match="1000 examples"):
+        Ledger(1000).load_state_dict(state)
+    with pytest.raises(BudgetError, match="batch size"):
+        Ledger(budget_examples=1000)
 
 
 def test_the_ledger_stops_when_the_next_step_does_not_fit() -> None:

@@ -17,6 +17,7 @@ from harness.data import (
     ByoConfig,
     DataError,
     Dataset,
+    StaleDatasetError,
     SuperBatchStream,
     add_data_arguments,
     build_byo,
@@ -179,3 +180,155 @@ def test_a_key_in_two_shards_of_a_split_is_refused(tmp_path: Path) -> None:
         BadSampleError, match=r"key 'raw000_0000': the key appears in another shard of split 'raw'"
     ):
         build_byo(tmp_path / "byo", ByoConfig(**{**found, "raw": found["raw"] + "::" + again}))
+
+
+def test_empty_and_cut_own_shards_are_reported_as_such_not_as_damaged_samples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    found = patterns(tmp_path / "mine")
+    raw = tmp_path / "mine"
+    write_shards(raw, "raw", 4, 30)  # raw-000 .. raw-003
+    tarfile.open(raw / "raw-004.tar", "w").close()  # a valid tar with no samples
+    (raw / "raw-005.tar").write_bytes(b"")  # a 0-byte file
+    cut = raw / "raw-003.tar"
+    with tarfile.open(cut) as tar:
+        eleventh = tar.getmembers()[3 * 10]  # three members per sample
+    with open(cut, "r+b") as f:
+        f.truncate(eleventh.offset_data + 10)  # inside sample 10: it and the 19 after it are gone
+    found["raw"] = str(raw / "raw-{000..005}.tar")
+    flags = [arg for split, pattern in found.items() for arg in (f"--{split}", pattern)]
+
+    with pytest.raises(BadSampleError) as caught:
+        build_byo(tmp_path / "byo", ByoConfig(**found))
+    message = str(caught.value)
+    assert (
+        "raw-004.tar: holds no sample at all" in message and "raw-005.tar: holds no sample at all" in message
+    )
+    assert "raw-003.tar, key 'raw003_0010'" in message
+
+    out = tmp_path / "byo"
+    assert main(["data", "build", "byo", "--out", str(out), *flags, "--on-bad-sample", "skip"]) == 0
+    assert "raw: left out 1 damaged, 2 empty shards, 1 truncated shard" in capsys.readouterr().out
+    dataset = open_dataset(out)
+    assert len(dataset.shards("raw")) == 6  # every shard given is listed, the empty ones with count 0
+    assert [s.count for s in dataset.shards("raw")] == [30, 30, 30, 11, 0, 0]
+    stream = SuperBatchStream(dataset, "raw", 8, seed=0)  # accepted when made: read without --on-bad-sample
+    assert stream.left_out.as_dict() == {
+        "usable": 100,
+        "damaged": 1,
+        "lost": 0,  # unknown: the user's shards carry no count of their own
+        "empty_shards": 2,
+        "truncated_shards": 1,
+    }
+    assert main(["data", "validate", str(out)]) == 0
+    assert "left out: 1 damaged, 2 empty shards, 1 truncated shard" in capsys.readouterr().out
+
+
+def test_own_class_names_and_prompt_templates_are_used_for_zero_shot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels that are codes, not words of the captions: --classes names them as prompts should."""
+    found = patterns(tmp_path / "mine", labels="index")  # indices with class_name = the colour
+    classes = tmp_path / "classes.toml"
+    classes.write_text('classes = ["crimson", "emerald", "cobalt", "amber"]\ntemplates = ["a {} thing"]\n')
+    flags = [arg for split, pattern in found.items() for arg in (f"--{split}", pattern)]
+    out = tmp_path / "byo"
+    command = ["data", "build", "byo", "--out", str(out), *flags, "--classes", str(classes)]
+    assert main([*command, "--prompt-template", "a {} square", "--prompt-template", "{}"]) == 0
+    dataset = open_dataset(out)
+    assert dataset.class_names == ["crimson", "emerald", "cobalt", "amber"]
+    assert dataset.zero_shot_templates == ["a {} square", "{}"]  # the command line's override the file's
+    prompts = [t.format(n) for n in dataset.class_names for t in dataset.zero_shot_templates]
+    ids, truncated = dataset.tokenizer.encode(prompts, dataset.context_length)
+    assert truncated == 0 and len({tuple(row) for row in ids.tolist()}) == len(prompts)
+
+    # labels given by name can be renamed by a table; samples still find their label
+    renamed = build_byo(
+        tmp_path / "renamed",
+        ByoConfig(**patterns(tmp_path / "named"), classes={"red": "crimson"}, prompt_templates=("a {}",)),
+    )
+    assert renamed.class_names == ["blue", "green", "crimson", "yellow"]
+    evaluation = load_split(renamed, "eval")
+    assert evaluation.labels is not None
+    for caption, label in zip(evaluation.captions, evaluation.labels.tolist(), strict=True):
+        assert caption.split()[1] == ["blue", "green", "red", "yellow"][label]
+
+    with pytest.raises(DataError, match="'violet' that no sample has"):
+        build_byo(tmp_path / "bad", ByoConfig(**patterns(tmp_path / "named"), classes={"violet": "purple"}))
+    with pytest.raises(DataError, match="one \\{\\}"):
+        ByoConfig(**patterns(tmp_path / "named"), prompt_templates=("a photo",))
+
+
+def test_zero_shot_is_left_out_of_the_score_when_two_classes_prompts_encode_alike(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.evaluate import Evaluator
+    from harness.flops import model_flops
+    from harness.models import build_model
+
+    dataset = build_byo(
+        tmp_path / "byo",
+        ByoConfig(**patterns(tmp_path / "mine"), classes={"red": "Square", "green": "square"}),
+    )
+    evaluator = Evaluator(dataset, ("eval",))
+    warning = capsys.readouterr().err
+    assert "zero-shot is left out of the mean score" in warning and "'square' = 'Square'" in warning
+    model = build_model(
+        "tiny",
+        vocab_size=dataset.tokenizer.vocab_size,
+        image_size=dataset.image_size,
+        channels=dataset.channels,
+        context_length=dataset.context_length,
+    )
+    (evaluation,) = evaluator.evaluate(model, model_flops(model.config))
+    scores = evaluation.scores
+    assert scores.zero_shot is None and scores.few_shot is not None
+    assert scores.mean == pytest.approx((scores.few_shot + scores.i2t_recall + scores.t2i_recall) / 3)
+    row = scores.as_dict()
+    assert row["zero_shot"] is None and "'square' = 'Square'" in str(row["zero_shot_excluded"])
+    assert "zero-shot" not in capsys.readouterr().err  # warned once, at the start
+
+
+def test_commands_that_train_take_class_names_and_templates_and_reuse_the_dataset(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_data_arguments(parser)
+    classes = tmp_path / "classes.toml"
+    classes.write_text('[classes]\nred = "crimson"\n')
+    found = patterns(tmp_path / "mine")
+    flags = [arg for split, pattern in found.items() for arg in (f"--{split}", pattern)]
+    args = parser.parse_args([*flags, "--classes", str(classes), "--prompt-template", "a {} square"])
+    work = tmp_path / "work"
+    first = dataset_from_args(args, work)
+    assert first.class_names == ["blue", "green", "crimson", "yellow"]
+    assert first.zero_shot_templates == ["a {} square"]
+    built = (first.root / "manifest.json").stat().st_mtime_ns
+    assert (dataset_from_args(args, work).root / "manifest.json").stat().st_mtime_ns == built
+    with pytest.raises(DataError, match="describe your own shards"):
+        dataset_from_args(parser.parse_args(["--data", "shapes", "--classes", str(classes)]), work)
+
+
+def test_a_dataset_made_by_an_older_jestbench_is_refused_or_remade(tmp_path: Path) -> None:
+    """Manifest version 1 held a word-level tokenizer: such a dataset cannot be read as it is."""
+    parser = argparse.ArgumentParser()
+    add_data_arguments(parser)
+    found = patterns(tmp_path / "mine")
+    args = parser.parse_args([arg for split, pattern in found.items() for arg in (f"--{split}", pattern)])
+    work = tmp_path / "work"
+    made = dataset_from_args(args, work)
+    manifest = json.loads((made.root / "manifest.json").read_text())
+    (made.root / "manifest.json").write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(StaleDatasetError, match="rebuild the dataset"):
+        open_dataset(made.root)
+    remade = dataset_from_args(args, work)  # made under WORK/datasets by a command: remade
+    assert remade.root == made.root and remade.manifest["version"] == manifest["version"]
+
+
+def test_moved_own_shards_are_named_missing_where_the_dataset_expected_them(tmp_path: Path) -> None:
+    """The dataset references the user's shards where they were (docs/DATA.md): moved, each is named
+    by its old path when a split is read, not silently read as empty."""
+    dataset = build_byo(tmp_path / "byo", ByoConfig(**patterns(tmp_path / "mine")))
+    (tmp_path / "mine").rename(tmp_path / "moved")
+    with pytest.raises(BadSampleError) as refused:
+        next(iter(SuperBatchStream(open_dataset(dataset.root), "raw", 8, seed=0)))
+    for shard in ("raw-000.tar", "raw-001.tar"):
+        assert f"shard {tmp_path / 'mine' / shard}: missing (30 samples lost)" in str(refused.value)

@@ -13,7 +13,15 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.data import BadSampleError, Dataset, SuperBatchStream, load_split
+from harness.data import (
+    BadSampleError,
+    DataError,
+    Dataset,
+    LeftOut,
+    SuperBatchStream,
+    load_split,
+    open_dataset,
+)
 from harness.data.build import TINY_SIZES
 
 SHARD = 2  # the raw shard that is damaged (of 6, TINY_SIZES['shard_size'] samples each)
@@ -135,3 +143,69 @@ def test_a_shard_cut_between_samples_is_caught_by_the_manifest_count(tiny_copy: 
     kept = load_split(tiny_copy, "eval", on_bad_sample="skip")
     # the last sample before the cut is suspect (it may have lost trailing fields) and the rest are gone
     assert len(kept) == 9
+
+
+def test_left_out_samples_are_counted_by_cause_per_split(tiny_copy: Dataset) -> None:
+    """A shard cut mid-way loses every sample after the cut, not "1 damaged sample"; a 0-byte shard
+    held samples the manifest counts (lost) and is empty; the counts are kept per split."""
+    raw = tiny_copy.shards("raw")[SHARD]
+    truncate(raw.path)
+    val = tiny_copy.shards("val")[0]
+    val.path.write_bytes(b"")
+
+    stream = SuperBatchStream(tiny_copy, "raw", 32, seed=0, on_bad_sample="skip")
+    after_cut = TINY_SIZES["shard_size"] - VICTIM - 1
+    assert stream.left_out == LeftOut(
+        usable=tiny_copy.split_size("raw") - 1 - after_cut,
+        damaged=1,
+        lost=after_cut,
+        truncated_shards=1,
+    )
+    assert stream.left_out.describe() == f"1 damaged, {after_cut} lost, 1 truncated shard"
+
+    val_data = load_split(tiny_copy, "val", on_bad_sample="skip")
+    assert val_data.left_out == LeftOut(
+        usable=tiny_copy.split_size("val") - val.count, lost=val.count, empty_shards=1
+    )
+    load_split(tiny_copy, "eval")
+    assert tiny_copy.left_out() == {
+        "raw": stream.left_out.as_dict(),
+        "val": val_data.left_out.as_dict(),
+        "eval": {"usable": 48, "damaged": 0, "lost": 0, "empty_shards": 0, "truncated_shards": 0},
+    }
+
+
+def test_a_damaged_copy_has_its_own_dataset_id_and_run_ids(tiny_dataset: Dataset, tiny_copy: Dataset) -> None:
+    from harness.reference import reference_config
+
+    def run_id(dataset: Dataset) -> str:
+        return reference_config(dataset, preset="tiny", budget="10 steps", batch_size=8).run_id
+
+    assert tiny_copy.content_id == tiny_dataset.content_id and tiny_copy.intact
+    intact_run = run_id(tiny_copy)
+    garble_image(tiny_copy.shards("raw")[SHARD].path)
+
+    damaged = open_dataset(tiny_copy.root)
+    assert damaged.manifest_id == tiny_dataset.manifest_id  # the manifest alone cannot tell them apart
+    assert damaged.content_id != tiny_dataset.content_id and not damaged.intact
+    assert [split for split, _, _ in damaged.changed_shards] == ["raw"]
+    assert run_id(damaged) != intact_run
+    # the same damage gives the same id: which samples are left out is a function of the bytes
+    assert open_dataset(tiny_copy.root).content_id == damaged.content_id
+
+    # a run keyed by the intact data refuses the damaged bytes
+    with pytest.raises(DataError, match="not the data this run was keyed by"):
+        damaged.check_id(tiny_dataset.content_id)
+    damaged.check_id(damaged.content_id)
+
+
+def test_a_damaged_evaluation_split_is_refused_with_advice_that_works(tiny_copy: Dataset) -> None:
+    from harness.evaluate import Evaluator
+
+    garble_image(tiny_copy.shards("eval")[0].path)
+    with pytest.raises(BadSampleError) as caught:
+        Evaluator(tiny_copy, ("eval",), on_bad_sample="skip")
+    message = str(caught.value)
+    assert "always read whole" in message and "restore its shards" in message
+    assert "pass --on-bad-sample skip" not in message
+    assert f"jestbench data validate {tiny_copy.root}" in message

@@ -28,35 +28,36 @@ from harness.distributed import (
 )
 from harness.losses import sigmoid_loss
 from harness.records import RunFile
-from harness.runconfig import RunConfig
+from harness.runconfig import RunConfig, TrainingError
 from harness.step import Stepper
 from harness.suites import SuiteError, load_suite
 from harness.view import EmbeddingView
 from strategies import Embeddings, default_registry
 
-# Losses of five steps and run ids, recorded with the commit before devices and ranks existed
-# (70de239): the CPU path must reproduce them bit for bit. A deliberate change to the training
-# numerics re-records them.
+# Losses of five steps, run ids and ledger totals, recorded with main at 1813166 (the code without
+# devices and ranks; main's new default `shapes` data and BPE tokenizer changed them from the values
+# first recorded at 70de239): the CPU path must reproduce them bit for bit. A deliberate change to
+# the training numerics re-records them.
 RECORDED = {
     "flexi-jest": (
-        "a784e6a81576f591",
+        "f6d987449ecd06be",
         [
-            "0x1.1389980000000p+2",
-            "0x1.21863a0000000p+3",
-            "0x1.2446a80000000p+2",
-            "0x1.b067240000000p+1",
-            "0x1.95ceec0000000p+1",
+            "0x1.0069b40000000p+2",
+            "0x1.fcb2180000000p+3",
+            "0x1.048f800000000p+3",
+            "0x1.9396440000000p+1",
+            "0x1.28de3c0000000p+2",
         ],
         154539520,
     ),
     "uniform": (
-        "3eaf255a7fc3fc97",
+        "bc845de89b1d4dd2",
         [
-            "0x1.2dc0440000000p+2",
-            "0x1.4764fa0000000p+2",
-            "0x1.22f11a0000000p+2",
-            "0x1.f78e7c0000000p+1",
-            "0x1.253a3e0000000p+2",
+            "0x1.0985ae0000000p+2",
+            "0x1.77f4e20000000p+3",
+            "0x1.1479bc0000000p+2",
+            "0x1.3d95b20000000p+2",
+            "0x1.24b2100000000p+2",
         ],
         98549760,
     ),
@@ -89,6 +90,9 @@ def short_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("strategy", ["flexi-jest", "uniform"])
 @pytest.mark.parametrize("explicit", [False, True])
 def test_the_cpu_path_is_bit_for_bit_what_it_was(tiny_dataset: Dataset, tmp_path: Path, strategy, explicit):
+    """Five steps on the CPU in one process, placement fields left out or given at their defaults,
+    give main's losses, run ids and ledger bit for bit (RECORDED: main at 1813166, computed there
+    without the device and distributed code)."""
     extra = (
         {"device": "cpu", "precision": "fp32", "world_size": 1, "selection_scope": "local"}
         if explicit
@@ -189,8 +193,10 @@ def test_two_ranks_train_as_one_process_with_the_same_ledger(tiny_dataset: Datas
     """Five steps of uniform and of Flexi-JEST (global selection, two resolutions) on 2 ranks x b/2
     against 1 rank x b: the same losses (to 1e-5), parameters (to 1e-3 absolute: Adam divides by
     the root of tiny second moments early on, so float rounding of the all-reduced gradients grows),
-    selections (noise and repeat counts), and exactly the same FLOP ledger."""
+    selections (noise and repeat counts, in total and per eighth of the budget), and exactly the
+    same ledger, in FLOPs and in trained examples (the equal-examples track)."""
     configs = [run_config(tiny_dataset, s, world_size=2) for s in ("uniform", "flexi-jest")]
+    configs.append(run_config(tiny_dataset, "uniform", world_size=2, budget="640 examples"))
     out = tmp_path / "two.pt"
     launch(entries.steps, ([c.to_dict() for c in configs], str(tmp_path), str(out), 5), 2, "steps")
     two = torch.load(out, weights_only=False)
@@ -213,6 +219,7 @@ def test_two_ranks_train_as_one_process_with_the_same_ledger(tiny_dataset: Datas
             q.super_repeats,
         )
         assert p.examples_seen == q.examples_seen and p.examples_scored == q.examples_scored
+        assert p.eighths() == q.eighths()
         # Communication is counted in bytes, apart from FLOPs, as the cost model's formulas say:
         # gradients and the loss's texts each step; a learner-scored global selection also gathers
         # embeddings (and moves chosen samples between ranks).
@@ -224,6 +231,16 @@ def test_two_ranks_train_as_one_process_with_the_same_ledger(tiny_dataset: Datas
             assert sent["embeddings"] == 5 * gathered_embeddings_bytes(2, 32, d) and sent["samples"] > 0
         else:
             assert "embeddings" not in sent
+
+
+def test_the_clean_only_pool_over_ranks_needs_local_selection(tiny_dataset: Dataset, tmp_path: Path):
+    """Each rank's share holds its own number of clean samples, so a global selection over them is
+    refused in one line, before any process group starts."""
+    config = run_config(tiny_dataset, "uniform", world_size=2, pool="clean", filter_ratio=0.5)
+    with pytest.raises(
+        TrainingError, match="over 2 ranks needs local selection: pass --selection-scope local"
+    ):
+        Stepper(config, tmp_path)
 
 
 def test_local_selection_chooses_b_over_k_from_each_share(tiny_dataset: Dataset, tmp_path: Path):
@@ -294,7 +311,7 @@ name = "uniform"
     )
     work = tmp_path / "work"
     assert main(["run", str(suite), "--nproc", "2", "--work", str(work), "--quiet"]) == 0
-    (config,) = load_suite(str(suite)).placed(nproc=2).run_configs(tiny_dataset, None)
+    (config,) = load_suite(str(suite)).placed(nproc=2).sections[0].run_configs(tiny_dataset, [])
     run = RunFile.load_complete(work, config.run_id)
     assert run is not None and run.config["world_size"] == 2 and run.config["selection_scope"] == "local"
     assert {row["world_size"] for row in run.rows} == {2}

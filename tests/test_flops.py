@@ -101,7 +101,7 @@ def test_an_uncountable_op_is_refused() -> None:
 
 
 def test_the_count_does_not_depend_on_the_mode() -> None:
-    """No fast path hides projections under eval() + no_grad (DESIGN §4)."""
+    """No fast path hides projections under eval() + no_grad (docs/DESIGN.md §4)."""
     for part in ("image_full", "text"):
         module, inputs = traced_parts(CONFIGS["small"])[part]
         module.train()

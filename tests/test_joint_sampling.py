@@ -1,4 +1,4 @@
-"""Joint example selection (DESIGN §3): exactness, distribution, quality against the Gibbs yardstick,
+"""Joint example selection (docs/DESIGN.md §3): exactness, distribution, quality against the Gibbs yardstick,
 numerical safety, and the O(B·b) cost of its pairwise products."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _random_embeddings(n: int, d: int, seed: int, dtype=torch.float64, scale=10.
 @pytest.mark.parametrize("n_chunks", [1, 4, 8, 32])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_incremental_sampler_picks_what_a_transcription_of_algorithm_1_picks(kind, n_chunks, seed):
-    """Float64, the same Gumbel noise: the same indices in the same order (DESIGN §3)."""
+    """Float64, the same Gumbel noise: the same indices in the same order (docs/DESIGN.md §3)."""
     learner, reference = _random_embeddings(160, 16, seed), _random_embeddings(160, 16, seed + 100)
     gain = 5.0
     jest = default_registry().get_strategy("jest", score=kind, n_chunks=n_chunks, gain=gain)
@@ -93,7 +93,7 @@ def _clustered(size: int, seed: int) -> tuple[Embeddings, Embeddings]:
 
 def test_jest_batches_are_jointly_more_learnable_and_near_the_gibbs_yardstick():
     """f = 0.8 on clustered embeddings: JEST beats independent top-b on joint learnability, and
-    (s_jest - s_random) / (s_gibbs - s_random) >= 0.8 over seeds, with 10^4 Gibbs swaps (DESIGN §3)."""
+    (s_jest - s_random) / (s_gibbs - s_random) >= 0.8 over seeds, with 10^4 Gibbs swaps (docs/DESIGN.md §3)."""
     size, batch_size, gain = 320, 64, 1.0
     jest = default_registry().get_strategy("jest", n_chunks=16, gain=gain)
     top_b = default_registry().get_strategy("learnability")
@@ -150,7 +150,7 @@ def test_gibbs_moves_towards_higher_joint_scores():
 
 @pytest.mark.parametrize("name", ["jest", "prioritized", "flexi-jest"])
 def test_logits_that_overflow_an_unshifted_exp_still_give_distinct_indices(name):
-    """Losses near 1e4 times gain 100: exp() of them is inf in float32 and float64 (DESIGN §3)."""
+    """Losses near 1e4 times gain 100: exp() of them is inf in float32 and float64 (docs/DESIGN.md §3)."""
     learner = _random_embeddings(256, 8, seed=0, dtype=torch.float32, scale=1e4, bias=0.0)
     reference = _random_embeddings(256, 8, seed=1, dtype=torch.float32, scale=1.0, bias=0.0)
     view = EmbeddingView(learner, reference)
@@ -164,7 +164,7 @@ def test_logits_that_overflow_an_unshifted_exp_still_give_distinct_indices(name)
 def test_weights_that_underflow_to_zero_do_not_fill_the_batch_with_chosen_indices(name, params):
     """Five candidates dominate, so every other softmax weight underflows to zero and b = 32 exceeds
     the nonzero weights; a sampler drawing from those weights (torch.multinomial) repeats indices or
-    fails (DESIGN §3). An exact draw gives 32 distinct indices; drawing independently (one chunk) it
+    fails (docs/DESIGN.md §3). An exact draw gives 32 distinct indices; drawing independently (one chunk) it
     takes the five first."""
     image = F.normalize(torch.randn(200, 8, generator=torch.Generator().manual_seed(0)), dim=1)
     text = image.clone()
@@ -207,3 +207,26 @@ def test_independent_strategies_take_the_top_b_of_their_score(name):
 
 def reference_losses(e: Embeddings) -> torch.Tensor:
     return -F.logsigmoid(e.scale * (e.image * e.text).sum(1) + e.bias)
+
+
+@pytest.mark.parametrize(("batch_size", "n_chunks"), [(205, 16), (3, 16), (0, 4), (8, 0)])
+def test_joint_sample_called_directly_refuses_a_chunk_count_that_does_not_divide_b(batch_size, n_chunks):
+    """A plugin author calling ``jestbench.joint_sample`` gets the error the jest wrapper gives, never
+    N·⌊b/N⌋ indices (192 for b = 205, N = 16; none for b = 3)."""
+    import jestbench
+
+    view = EmbeddingView(_random_embeddings(320, 8, 0), _random_embeddings(320, 8, 1))
+    with pytest.raises(
+        ValueError, match=rf"b={batch_size}\b.*n_chunks={n_chunks}\b|n_chunks={n_chunks}\b.*b={batch_size}\b"
+    ):
+        jestbench.joint_sample(
+            view, "learnability", batch_size, n_chunks, 1.0, torch.Generator().manual_seed(0)
+        )
+
+
+def test_joint_sample_called_directly_returns_b_distinct_indices_when_n_divides_b():
+    import jestbench
+
+    view = EmbeddingView(_random_embeddings(320, 8, 0), _random_embeddings(320, 8, 1))
+    index = jestbench.joint_sample(view, "learnability", 208, 16, 1.0, torch.Generator().manual_seed(0))
+    assert len(set(index.tolist())) == 208

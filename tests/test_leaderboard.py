@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,8 +14,14 @@ from synthetic_runs import BUDGET, REFERENCE_ONE_OFF, SPECS, SUPER, Suite, run_f
 
 from harness.cli import main
 from harness.errors import UserError
-from harness.leaderboard import Leaderboard, LeaderboardError, build_leaderboard, render_leaderboard
-from harness.leaderboard.stats import NOT_REACHED
+from harness.leaderboard import (
+    Leaderboard,
+    LeaderboardError,
+    build_leaderboard,
+    render_leaderboard,
+    write_leaderboard,
+)
+from harness.leaderboard.stats import welch_t
 from harness.results import read_runs
 
 T_2 = 4.302653  # Student's t, two-sided 95%, two degrees of freedom
@@ -77,34 +84,118 @@ def test_metrics_and_flops_are_means_at_the_budget(board: Leaderboard) -> None:
 
 def test_speedups_worked_out_by_hand(board: Leaderboard) -> None:
     jest = _row(board, "jest")
-    # Uniform's final mean is 0.40 at 4,000 examples and 1.2e10 FLOPs; jest's mean curve reaches 0.40
-    # at 750 examples, which cost 8e6 FLOPs each: 6e9 FLOPs, plus 6e9 for its reference all-in.
+    # Uniform's mean curve first reaches its final 0.40 at 4,000 examples and 1.2e10 FLOPs; jest's
+    # reaches it at 750 examples, which cost 8e6 FLOPs each: 6e9 FLOPs, plus 6e9 for its reference
+    # all-in, or 6e9 / 6 shared with the 5 other runs that use that reference (easy-reference's).
     assert jest["speedup_examples"] == pytest.approx(4000 / 750)
     assert jest["speedup_flops_spent"] == pytest.approx(2.0)
     assert jest["speedup_flops_all_in"] == pytest.approx(1.0)
+    assert jest["speedup_flops_amortised"] == pytest.approx(1.2e10 / 7e9)
+    assert jest["reference_runs"] == 6 and jest["flops_amortised"] == BUDGET + REFERENCE_ONE_OFF / 6
     easy = _row(board, "easy-reference")
     # 0.36 at 2,000 and 0.44 at 3,000 examples: 0.40 half-way, at 2,500 (7.5e9 FLOPs).
     assert easy["speedup_examples"] == pytest.approx(1.6)
     assert easy["speedup_flops_spent"] == pytest.approx(1.6)
     assert easy["speedup_flops_all_in"] == pytest.approx(1.2e10 / (7.5e9 + 6e9))
+    assert easy["speedup_flops_amortised"] == pytest.approx(1.2e10 / (7.5e9 + 1e9))
     baseline = _row(board, "uniform", two_resolution=False)
-    assert baseline["speedup_examples"] == 1.0 and math.isnan(baseline["speedup_examples_low"])
+    for column in [c for c in board.table.columns if c.startswith("speedup_")]:
+        assert baseline[column] == 1.0, column  # computed like any other row, 1 by construction
     assert set(board.table["baseline"]) == {baseline["config_key"]}
+
+
+def test_speedups_at_the_lower_targets(board: Leaderboard) -> None:
+    # Uniform goes from 0.10 to 0.40: the targets are 0.325 and 0.25, which its mean curve first reaches
+    # at 2,500 and 1,500 examples (7.5e9 and 4.5e9 FLOPs).
+    row = _row(board, "jest")
+    assert (row["target_start"], row["target_final"], row["target_75"], row["target_50"]) == (
+        pytest.approx(0.10),
+        pytest.approx(0.40),
+        pytest.approx(0.325),
+        pytest.approx(0.25),
+    )
+    # jest: 0.325 at 468.75 examples (3.75e9 FLOPs), 0.25 at 281.25 (2.25e9).
+    for suffix in ("_75", "_50"):
+        assert row[f"speedup_examples{suffix}"] == pytest.approx(4000 / 750)
+        assert row[f"speedup_flops_spent{suffix}"] == pytest.approx(2.0)
+    assert row["speedup_flops_all_in_50"] == pytest.approx(4.5e9 / (2.25e9 + 6e9))
+    easy = _row(board, "easy-reference")
+    assert easy["speedup_examples_75"] == pytest.approx(2500 / (1000 + 1000 * 0.025 / 0.06))
+    assert easy["speedup_examples_50"] == pytest.approx(2.0)  # 0.25 at 750 examples
+    # uniform at two resolutions (seed 0 only: 0.09, 0.21, 0.31, 0.36, 0.41 at 0, 1,500, ... 6,000
+    # examples) ends above uniform, but later: 0.25 at 2,100 examples, 0.40 at 5,700.
+    two = _row(board, "uniform", two_resolution=True)
+    assert two["speedup_examples_50"] == pytest.approx(1500 / 2100)
+    assert two["speedup_examples"] == pytest.approx(4000 / 5700)
+
+
+def test_paired_tests_against_uniform_worked_out_by_hand(board: Leaderboard) -> None:
+    # Final scores by seed: uniform 0.39, 0.40, 0.41. Differences seed by seed: jest 0.11, 0.11, 0.08
+    # (mean 0.10, se 0.01: t = 10), easy-reference 0.12, 0.05, 0.07 (mean 0.08, sd √0.0013),
+    # hard-learner -0.13, -0.16, -0.16 (t = -15); two degrees of freedom: p = 1 - |t| / √(2 + t²).
+    def p(t: float) -> float:
+        return 1 - abs(t) / math.sqrt(2 + t * t)
+
+    t_easy = 0.08 / (math.sqrt(0.0013) / math.sqrt(3))
+    expected = {"jest": (0.10, p(10)), "easy-reference": (0.08, p(t_easy)), "hard-learner": (-0.15, p(-15))}
+    for strategy, (difference, p_value) in expected.items():
+        row = _row(board, strategy)
+        assert row["vs_uniform_test"] == "paired"
+        assert row["vs_uniform_difference"] == pytest.approx(difference)
+        assert row["vs_uniform_p"] == pytest.approx(p_value)
+    # Holm over the three tested: hard-learner's p x 3, then jest's x 2, then easy-reference's x 1.
+    holm = {"hard-learner": 3 * p(15), "jest": max(3 * p(15), 2 * p(10)), "easy-reference": p(t_easy)}
+    for strategy, adjusted in holm.items():
+        assert _row(board, strategy)["vs_uniform_p_holm"] == pytest.approx(adjusted)
+    verdicts = {s: _row(board, s)["vs_uniform_verdict"] for s in holm}
+    assert verdicts == {"hard-learner": "worse", "jest": "better", "easy-reference": "not separable"}
+    jest = _row(board, "jest")
+    half = 4.302653 * 0.01
+    assert (jest["vs_uniform_low"], jest["vs_uniform_high"]) == (
+        pytest.approx(0.10 - half),
+        pytest.approx(0.10 + half),
+    )
+    assert _row(board, "uniform", two_resolution=False)["vs_uniform_verdict"] == "baseline"
+    assert _row(board, "uniform", two_resolution=True)["vs_uniform_verdict"] == "no test"  # one seed
 
 
 def test_a_strategy_that_never_reaches_uniforms_score(board: Leaderboard) -> None:
     hard = _row(board, "hard-learner")
-    for column in ("speedup_examples", "speedup_flops_spent", "speedup_flops_all_in"):
+    for column in (
+        "speedup_examples",
+        "speedup_flops_spent",
+        "speedup_flops_all_in",
+        "speedup_flops_amortised",
+    ):
         assert math.isnan(hard[column])
-        assert hard[f"{column}_low"] == NOT_REACHED and hard[f"{column}_high"] == NOT_REACHED
 
 
-@pytest.mark.parametrize("strategy", ["jest", "easy-reference"])
-def test_bootstrap_interval_contains_the_point_estimate(board: Leaderboard, strategy: str) -> None:
-    row = _row(board, strategy)
-    for column in ("speedup_examples", "speedup_flops_spent", "speedup_flops_all_in"):
-        assert row[f"{column}_low"] <= row[column] <= row[f"{column}_high"], column
-        assert row[f"{column}_low"] < row[f"{column}_high"], column
+def test_one_reference_and_none(board: Leaderboard) -> None:
+    assert _row(board, "jest")["references"] == 1
+    assert _row(board, "hard-learner")["references"] == 0
+    assert board.table["reference_range"].isna().all()
+
+
+def test_spread_between_references(tmp_path: Path) -> None:
+    """jest run against a second reference that lifts every score by 0.02: two rows, each told the
+    other's mean, and the one-off cost of each reference shared by its own three runs."""
+    write_suite(tmp_path, names=("uniform", "jest"))
+    second = replace(
+        SPECS["jest"], reference="ref-second-000000", scores=tuple(s + 0.02 for s in SPECS["jest"].scores)
+    )
+    for seed in second.seeds:
+        run_file(second, seed, tmp_path / "datasets" / "shapes").save(tmp_path)
+    board = build_leaderboard(read_runs(tmp_path))
+    jests = board.table[board.table["strategy"] == "jest"]
+    assert jests["references"].tolist() == [2, 2]
+    assert jests["reference_range"].tolist() == pytest.approx([0.02, 0.02])
+    assert jests["reference_sd"].tolist() == pytest.approx([0.02 / math.sqrt(2)] * 2)
+    assert jests["reference_means"].iloc[0] == "ref-second-000000: 0.5200; ref0123456789abcd: 0.5000"
+    assert jests["reference_runs"].tolist() == [3, 3]
+    files = write_leaderboard(board, tmp_path / "board")
+    text = files.markdown.read_text()
+    assert "| reference |" in text  # the rows differ in their reference alone: it gets a column
+    assert "2 references: 0.5200, 0.5000; range 0.0200, sd 0.0141" in text
 
 
 def test_what_each_strategy_selected(board: Leaderboard) -> None:
@@ -165,8 +256,13 @@ def test_render_writes_every_file_and_states_what_it_rests_on(
         "reported as losing",
         "| 1 | jest |",
         "none (n=1)",
-        "not reached [n.r., n.r.]",
-        "5.33× [",
+        "not reached",
+        "5.33×",
+        "+0.100 [+0.057, +0.143], better (Holm p = 0.02)",
+        "+0.080 [−0.010, +0.170], not separable (Holm p = 0.062)",
+        "no test (one seed)",
+        "one reference",
+        "Holm–Bonferroni-adjusted over the 3 configurations compared",
         suite.failed,
         "the training loss holds NaN",
         suite.running,
@@ -229,3 +325,44 @@ def test_cli_renders_into_the_work_directory(
     assert (work / "leaderboards" / "all" / "leaderboard.html").is_file()
     assert main(["leaderboard", "--work", str(work), "--runs", "nonexistent"]) == 2
     assert "no run 'nonexistent'" in capsys.readouterr().err
+
+
+def test_a_leaderboard_renders_again_from_its_rows_csv(
+    suite_dir: tuple[Path, Suite], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`jestbench leaderboard --rows` (how results/leaderboard/ is regenerated without run files):
+    the same table, the rows file unchanged to the byte, the title and note of the manifest beside it."""
+    first = render_leaderboard(read_runs(suite_dir[0]), tmp_path / "first", title="Synthetic", note="a note")
+    again = tmp_path / "again"
+    command = ["leaderboard", "--work", str(tmp_path), "--rows", str(first.rows), "--out", str(again)]
+    assert main(command) == 0
+    assert (again / "rows.csv").read_bytes() == first.rows.read_bytes()
+    pd.testing.assert_frame_equal(pd.read_csv(again / "leaderboard.csv"), pd.read_csv(first.csv))
+    text = (again / "leaderboard.md").read_text()
+    assert text.startswith("# Synthetic\n\n*a note*")
+    assert main([*command[:-1], str(tmp_path / "third"), "--title", "Other"]) == 0
+    assert (tmp_path / "third" / "leaderboard.md").read_text().startswith("# Other\n")
+    capsys.readouterr()
+
+    assert main(["leaderboard", "--work", str(tmp_path), "--rows", str(tmp_path / "none.csv")]) == 2
+    assert f"cannot read rows file {tmp_path / 'none.csv'}" in capsys.readouterr().err
+    partial = tmp_path / "partial.csv"
+    pd.read_csv(first.rows).drop(columns=["flops_spent", "mean"]).to_csv(partial, index=False)
+    assert main(["leaderboard", "--work", str(tmp_path), "--rows", str(partial)]) == 2
+    assert "lacks flops_spent, mean" in capsys.readouterr().err
+
+
+def test_seeds_that_do_not_pair_fall_back_to_welch(tmp_path: Path) -> None:
+    """jest at seeds 0 and 1 against uniform at 0, 1 and 2: no pairing, so Welch's test, and the
+    cell says so."""
+    write_suite(tmp_path, names=("uniform",))
+    for seed in (0, 1):
+        run_file(SPECS["jest"], seed, tmp_path / "datasets" / "shapes").save(tmp_path)
+    board = build_leaderboard(read_runs(tmp_path))
+    jest = _row(board, "jest")
+    expected = welch_t([0.50, 0.51], [0.39, 0.40, 0.41])
+    assert jest["vs_uniform_test"] == "welch"
+    assert jest["vs_uniform_p"] == pytest.approx(float(expected.p))
+    assert jest["vs_uniform_p_holm"] == pytest.approx(float(expected.p))  # the only comparison
+    text = write_leaderboard(board, tmp_path / "board").markdown.read_text()
+    assert "Welch, seeds differ)" in text

@@ -120,3 +120,22 @@ def test_clicking_a_header_sorts_the_table_by_it(
         assert speedups[-1] == "" and "" not in speedups[:-1]
     assert [float(v) for v in speedups[:-1]] == sorted((float(v) for v in speedups[:-1]), reverse=True)
     assert [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"] == []
+
+
+def test_every_column_of_every_table_is_in_the_glossary(
+    page: tuple[LeaderboardFiles, int], browser: WebDriver
+) -> None:
+    files, _ = page
+    browser.get(files.html.as_uri())
+    headers = {
+        (h.get_attribute("textContent") or "").strip()
+        for h in browser.find_elements(By.CSS_SELECTOR, "table.sortable thead th")
+    }
+    glossary = {
+        (term.get_attribute("textContent") or "").strip()
+        for term in browser.find_elements(By.CSS_SELECTOR, "dl.columns dt")
+    }
+    assert {"vs uniform", "reference spread", "FLOPs (amortised) ×", "examples × (50%)"} <= headers
+    assert headers <= glossary, headers - glossary
+    tables = [t.get_attribute("id") for t in browser.find_elements(By.CSS_SELECTOR, "table.sortable")]
+    assert tables == ["leaderboard", "speedups", "compute", "selection"]

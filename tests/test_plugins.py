@@ -4,12 +4,16 @@ through importlib.metadata in a subprocess (so parallel test workers never see t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import Learning
+
+from harness.records import RunFile
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "jestbench-example-plugin"
@@ -35,10 +39,25 @@ def _pip_install(package: Path, target: Path) -> None:
 
 
 def _broken_package(root: Path) -> Path:
-    """A plugin package with two bad entry points: one whose module fails to import, one whose name
-    is taken by a built-in."""
+    """A plugin package with three bad entry points: one whose module fails to import, one whose name
+    is taken by a built-in, and one whose class calls itself by another name."""
     (root / "jestbench_broken").mkdir(parents=True)
     (root / "jestbench_broken" / "__init__.py").write_text("raise ImportError('a dependency is missing')\n")
+    (root / "jestbench_misnamed").mkdir(parents=True)
+    (root / "jestbench_misnamed" / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            import jestbench
+
+            class FirstB(jestbench.Strategy):
+                name = "first-b"
+
+                def select(self, view, batch_size, generator):
+                    return torch.arange(batch_size)
+            """
+        )
+    )
     (root / "pyproject.toml").write_text(
         textwrap.dedent(
             """
@@ -51,8 +70,51 @@ def _broken_package(root: Path) -> Path:
             [project.entry-points."jestbench.strategies"]
             broken-rule = "jestbench_broken:Rule"
             jest = "jestbench_broken:Jest"
+            misnamed = "jestbench_misnamed:FirstB"
             [tool.setuptools]
-            packages = ["jestbench_broken"]
+            packages = ["jestbench_broken", "jestbench_misnamed"]
+            """
+        )
+    )
+    return root
+
+
+def _raising_package(root: Path) -> Path:
+    """A plugin whose selection raises after ``fail_after`` calls (the harness predicts a step's cost
+    with one call before the run starts)."""
+    (root / "jestbench_raising").mkdir(parents=True)
+    (root / "jestbench_raising" / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            import jestbench
+
+            class Rule(jestbench.Strategy):
+                name = "raising-rule"
+                params = (jestbench.Param("fail_after", int, 1, "calls that succeed", low=0),)
+                calls = 0
+
+                def select(self, view, batch_size, generator):
+                    Rule.calls += 1
+                    if Rule.calls > self.config["fail_after"]:
+                        raise ValueError("the scores went negative")
+                    return torch.randperm(view.size, generator=generator)[:batch_size]
+            """
+        )
+    )
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [build-system]
+            requires = ["setuptools>=69"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "jestbench-raising-plugin"
+            version = "0.0.1"
+            [project.entry-points."jestbench.strategies"]
+            raising-rule = "jestbench_raising:Rule"
+            [tool.setuptools]
+            packages = ["jestbench_raising"]
             """
         )
     )
@@ -62,8 +124,16 @@ def _broken_package(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site")
-    _pip_install(EXAMPLE, target)
+    # A private copy: setuptools builds in the source tree, and two xdist workers building the same
+    # tree at once collide on its build/ directory.
+    example = shutil.copytree(
+        EXAMPLE,
+        tmp_path_factory.mktemp("example") / EXAMPLE.name,
+        ignore=shutil.ignore_patterns("build", "*.egg-info"),
+    )
+    _pip_install(example, target)
     _pip_install(_broken_package(tmp_path_factory.mktemp("broken")), target)
+    _pip_install(_raising_package(tmp_path_factory.mktemp("raising")), target)
     return target
 
 
@@ -101,7 +171,10 @@ def test_a_broken_plugin_is_named_and_does_not_break_the_others_or_the_listing(s
     listing = _run(site, "strategies")
     assert listing.returncode == 0, listing.stderr
     assert "learnability-mix" in listing.stdout and "uniform" in listing.stdout
-    assert "plugin 'jest' from package 'jestbench-broken-plugin' not registered" in listing.stdout
+    assert (
+        "! jest: plugin 'jest' from package 'jestbench-broken-plugin' (jestbench_broken:Jest) was refused"
+        in listing.stdout
+    )
     row = next(line for line in listing.stdout.splitlines() if line.startswith("broken-rule"))
     assert "unavailable" in row and "jestbench-broken-plugin" in row and "a dependency is missing" in row
 
@@ -110,8 +183,43 @@ def test_a_broken_plugin_is_named_and_does_not_break_the_others_or_the_listing(s
     assert "plugin 'broken-rule' from package 'jestbench-broken-plugin' failed to load" in show.stderr
     assert "Traceback" not in show.stderr
 
-    builtin = _run(site, "strategies", "show", "jest")
-    assert builtin.returncode == 0 and "built-in" in builtin.stdout
+
+def test_show_and_check_of_a_name_a_plugin_also_claims_say_that_the_plugin_was_refused(site):
+    refused = (
+        "jestbench: warning: plugin 'jest' from package 'jestbench-broken-plugin' (jestbench_broken:Jest) "
+        "was refused: 'jest' is already the built-in strategies.builtin:Jest, which is used here"
+    )
+    show = _run(site, "strategies", "show", "jest")
+    assert show.returncode == 0 and "jest (built-in" in show.stdout
+    assert refused in show.stderr
+    check = _run(site, "strategies", "check", "jest", "--param", "n_chunks=1")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert refused in check.stderr
+    assert "warning" not in _run(site, "strategies", "show", "uniform").stderr  # only the name claimed
+
+
+def test_an_entry_point_named_otherwise_than_its_class_is_warned_about(site):
+    mismatch = (
+        "plugin 'misnamed' from package 'jestbench-broken-plugin': its class "
+        "jestbench_misnamed:FirstB calls itself 'first-b'; it is registered as 'misnamed'"
+    )
+    show = _run(site, "strategies", "show", "misnamed")
+    assert show.returncode == 0, show.stderr
+    assert f"jestbench: warning: {mismatch}" in show.stderr
+    assert f"! misnamed: {mismatch}" in _run(site, "strategies").stdout
+    assert "first-b" not in _run(site, "strategies", "show", "learnability-mix").stderr
+
+
+def test_flops_lists_every_other_strategy_and_marks_a_broken_plugin(site):
+    result = _run(site, "flops", "--preset", "tiny")
+    assert result.returncode == 0, result.stderr
+    for name in ("uniform", "jest", "learnability-mix", "misnamed"):
+        assert f"| {name} | 0.80 | 640 |" in result.stdout
+    (marked,) = [line for line in result.stdout.splitlines() if "broken-rule" in line]
+    assert (
+        "| broken-rule | not counted: plugin 'broken-rule' from package 'jestbench-broken-plugin'" in marked
+    )
+    assert "ImportError: a dependency is missing" in marked
 
 
 def test_the_plugin_passes_the_conformance_kit_from_the_cli(site):
@@ -131,3 +239,97 @@ def test_the_plugins_own_tests_run_the_kit(site):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+IDENTITY = """
+import json
+from harness.runconfig import RunConfig
+config = RunConfig(dataset="/d", dataset_id="abc", preset="tiny", strategy="learnability-mix",
+                   params={"fraction": 0.5}, batch_size=32, filter_ratio=0.8, budget="20 steps",
+                   reference="r" * 16)
+print(json.dumps({"run_id": config.run_id, "plugin": config.plugin}))
+"""
+
+
+def _pip_install_editable(package: Path, target: Path) -> None:
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run([*command, "--target", str(target), "-e", str(package)], check=True, capture_output=True)
+
+
+def _identity(site: Path, *, editable: bool = False) -> dict:
+    # An editable install into a target directory works through its .pth file: addsitedir reads it.
+    prelude = f"import site; site.addsitedir({str(site)!r})\n" if editable else ""
+    result = _run(site, code=prelude + IDENTITY)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_plugins_distribution_version_and_source_are_part_of_its_run_id(site, tmp_path: Path):
+    """Reinstalled unchanged, the plugin gives the same run id; an editable install whose scoring is
+    edited in place (same version, no reinstall) gives a new one, so the edited plugin's runs are
+    trained rather than reported from the old rows."""
+    ignore = shutil.ignore_patterns("__pycache__", "build", "*.egg-info")
+    shutil.copytree(EXAMPLE, tmp_path / "same" / "src", ignore=ignore)
+    _pip_install(tmp_path / "same" / "src", tmp_path / "same" / "site")
+    shutil.copytree(EXAMPLE, tmp_path / "editable" / "src", ignore=ignore)
+    _pip_install_editable(tmp_path / "editable" / "src", tmp_path / "editable" / "site")
+
+    original = _identity(site)
+    plugin = original["plugin"]
+    assert plugin["distribution"] == "jestbench-example-plugin" and plugin["version"] == "0.1.0"
+    assert _identity(tmp_path / "same" / "site") == original
+    assert _identity(tmp_path / "editable" / "site", editable=True) == original  # the same source
+
+    module = tmp_path / "editable" / "src" / "jestbench_example_plugin" / "__init__.py"
+    module.write_text(module.read_text().replace("descending=True", "descending=False"))
+    edited = _identity(tmp_path / "editable" / "site", editable=True)
+    assert edited["plugin"]["version"] == "0.1.0"
+    assert edited["plugin"]["source_sha256"] != plugin["source_sha256"]
+    assert edited["run_id"] != original["run_id"]
+
+
+def _train(site: Path, learning: Learning, work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    data = ["--data", str(learning.dataset.root), "--reference", learning.reference["hash"]]
+    run = ["--preset", "tiny", "-b", "32", "-f", "0.8", "--budget-steps", "20", "--eval-every", "1"]
+    return _run(site, "train", *data, *run, "--threads", "1", "--quiet", "--work", str(work), *args)
+
+
+def test_a_plugin_runs_provenance_names_its_distribution_and_version(site, learning: Learning, tmp_path):
+    work = learning.private_work_dir(tmp_path)
+    result = _train(site, learning, work, "--strategy", "learnability-mix")
+    assert result.returncode == 0, result.stderr
+    (path,) = (work / "runs").glob("*.json")
+    run = RunFile.load(path)
+    assert run.status == "complete" and run.config["plugin"]["distribution"] == "jestbench-example-plugin"
+    for record in (run.provenance, *run.rows):
+        assert record["strategy_distribution"] == "jestbench-example-plugin"
+        assert record["strategy_version"] == "0.1.0"
+        assert record["strategy_source_sha256"] == run.config["plugin"]["source_sha256"]
+
+
+def test_a_strategy_that_raises_in_a_run_fails_it_with_its_name_in_one_line(
+    site, learning: Learning, tmp_path
+):
+    work = learning.private_work_dir(tmp_path)
+    result = _train(site, learning, work, "--strategy", "raising-rule")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()  # one line, no traceback
+    assert "strategy 'raising-rule' raised ValueError: the scores went negative" in line
+    (path,) = (work / "runs").glob("*.json")
+    run = RunFile.load(path)
+    assert run.status == "failed"
+    assert run.error.startswith("stopped at step 1: strategy 'raising-rule' raised ValueError")
+    assert "jestbench_raising" in run.summary["traceback"]  # where, for the plugin's author
+    assert [row["evaluation"] for row in run.rows] == [0, 0]  # the untrained model's rows are kept
+
+
+def test_a_strategy_that_raises_before_a_run_starts_is_refused_in_one_line(
+    site, learning: Learning, tmp_path
+):
+    work = learning.private_work_dir(tmp_path)
+    result = _train(site, learning, work, "--strategy", "raising-rule", "--param", "fail_after=0")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "strategy 'raising-rule' raised ValueError: the scores went negative" in line
+    assert "predict" in line
+    assert not (work / "runs").exists()

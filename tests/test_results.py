@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from synthetic_runs import SPECS, Suite, write_suite
 
-from harness.data import NOISE_KINDS, Dataset
+from harness.data import RECORDED_NOISE_KINDS, Dataset
 from harness.leaderboard import build_leaderboard
 from harness.records import RunFile
 from harness.results import REQUIRED_COLUMNS, ResultsError, read_runs
@@ -84,7 +84,7 @@ def test_a_row_missing_a_column_is_named(tmp_path: Path, suite: Suite) -> None:
 
 
 def _documented(column: str, text: str) -> bool:
-    generic = re.sub(rf"_({'|'.join(NOISE_KINDS)})$", "_<kind>", column)
+    generic = re.sub(rf"_({'|'.join(RECORDED_NOISE_KINDS)})$", "_<kind>", column)
     generic = re.sub(r"^(speedup_\w+?)_(low|high)$", r"\1", generic)
     return f"`{column}`" in text or f"`{generic}`" in text
 

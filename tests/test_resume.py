@@ -11,6 +11,7 @@ from pathlib import Path
 
 from conftest import Learning
 
+from harness.progress import INTERRUPTED
 from harness.records import RunFile
 from harness.runconfig import RunConfig
 from harness.train import train
@@ -63,3 +64,27 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_final_metrics(learning: L
 
     assert points(run) == points(reference)  # same evaluations, no duplicates, same metrics
     assert run.summary["flops"] == reference.summary["flops"]
+
+
+def test_ctrl_c_prints_one_line_saying_how_to_resume_and_the_run_resumes(learning: Learning, tmp_path: Path):
+    work = learning.private_work_dir(tmp_path)
+    command = [*_command(learning, work), "--checkpoint-seconds", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not any((work / "checkpoints").glob("*.pt")) or not any((work / "runs").glob("*.json")):
+        assert process.poll() is None, (
+            f"the run ended before it could be interrupted: {process.stderr.read()}"
+        )
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate()
+    assert process.returncode == 130
+    assert stderr.strip().splitlines() == [INTERRUPTED]  # one line, no traceback
+    (run_path,) = (work / "runs").glob("*.json")
+    assert RunFile.load(run_path).status == "running"  # interrupted, not failed: resumable
+
+    resumed = subprocess.run(command, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    run = RunFile.load(run_path)
+    assert run.status == "complete" and run.summary["resumed"]

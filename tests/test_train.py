@@ -64,6 +64,7 @@ def test_a_run_spends_its_budget_and_stops_before_exceeding_it(learning: Learnin
         # 150 uniform-equivalent steps of uniform are exactly 150 steps.
         assert run.summary["steps"] == 150
         assert final["flops_scoring"] == 0 and final["flops_all_in"] == spent
+        assert final["reference_score"] is None and final["reference_seed"] is None
     else:
         # A learner-scored step at f = 0.8 costs (B/b + 3)/3 = 2.67 uniform steps, plus pairwise products.
         assert run.summary["steps"] == ledger["budget_flops"] // step < 150 / 2.6
@@ -72,6 +73,9 @@ def test_a_run_spends_its_budget_and_stops_before_exceeding_it(learning: Learnin
             final["flops_all_in"]
             == spent + learning.reference["training_flops"] + learning.reference["pool_embedding_flops"]
         )
+        # The reference's own score on the row's split, for the leaderboard to show beside the learner's.
+        assert final["reference_score"] == learning.reference["scores"]["eval"]["mean"]
+        assert final["reference_seed"] == learning.reference["seed"] == 0
 
 
 def test_the_loss_falls_and_logit_scale_and_bias_move(learning: Learning, tmp_path: Path):
@@ -179,7 +183,7 @@ def test_a_strategy_needing_the_reference_without_one_names_the_command(learning
 
 def test_a_diverging_loss_stops_the_run_at_its_step_and_keeps_the_rows(learning: Learning, tmp_path: Path):
     work = learning.private_work_dir(tmp_path)
-    absurd = OptimConfig(learning_rate=1e30, warmup=0.0, grad_clip=1e30)
+    absurd = OptimConfig(warmup=0.0, weight_decay=1e30)  # decoupled decay: weights x (1 - 1e30) per step
     cfg = config(learning, "uniform", optim=absurd)
     with pytest.raises(TrainingError, match=r"stopped at step \d+: .* not finite"):
         train(cfg, work, show_progress=False)

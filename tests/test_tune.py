@@ -13,13 +13,17 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
+import sqlalchemy
 from conftest import LEARN_REFERENCE, Learning
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from harness.cli import main
 from harness.records import RunFile
@@ -35,6 +39,7 @@ from harness.tune import (
     tuning_from_suite,
 )
 from harness.tune.storage import allow_experimental
+from harness.tune.study import MAX_REPEATS
 
 # CI's .ci/postgres makes this role and database; set the variable to use another server.
 POSTGRES_URL = os.environ.get(
@@ -157,6 +162,51 @@ def test_an_unreachable_storage_is_a_clear_error_naming_the_url_without_its_pass
     assert not (work / "runs").exists()
 
 
+def test_tune_help_says_that_without_f_the_filter_ratio_is_searched(capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        main(["tune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    start = text.index("--filter-ratio FILTER_RATIO, -f FILTER_RATIO")
+    help_f = text[start : text.index(" --", start + 10)]
+    assert "default 0.8" not in help_f and "searched" in help_f
+    assert "--param K=V, -p K=V" in text
+
+
+def test_param_fixes_a_parameter_and_takes_it_out_of_the_space(learning: Learning, tmp_path: Path):
+    """`-p k=v` (as `jestbench train` takes it) holds that parameter in every trial, without a suite
+    and over a suite's [tune] table."""
+    work = learning.private_work_dir(tmp_path)
+    storage = f"journal:{tmp_path / 'study.log'}"
+    run = ["--data", learning.dataset.root, "--reference", learning.reference["hash"], "--preset", "tiny"]
+    run += ["-b", "32", "--budget-steps", "20", "--eval-every", "1", "--storage", storage, "--work", work]
+    assert tune("--strategy", "jest", *run, "-p", "n_chunks=2", "-p", "score=easy", "--trials", "1") == 0
+    report = json.loads(next((work / "studies").glob("*/study.json")).read_text())
+    assert report["space"]["n_chunks"] == "fixed at 2" and report["space"]["score"] == "fixed at 'easy'"
+    assert report["space"]["gain"] == "log-uniform in [1, 10000]"  # still searched
+    assert report["best"]["point"]["params"]["n_chunks"] == 2
+
+    suite = write_suite(learning, tmp_path / "suite")  # its [tune] table fixes n_chunks at 4
+    setup = tuning_from_suite(
+        load_suite(str(suite)), "jest", work, storage=storage, params={"n_chunks": "8"}, show_progress=False
+    )
+    assert setup.tuning.space.describe()["n_chunks"] == "fixed at 8"
+
+
+@pytest.mark.parametrize(
+    ("param", "named"),
+    [("chunks=2", "'chunks' is not a parameter of jest"), ("n_chunks=3", "n_chunks = 3 cannot run at b=32")],
+)
+def test_a_bad_param_is_refused_before_any_trial(
+    learning: Learning, tmp_path: Path, capsys: pytest.CaptureFixture[str], param: str, named: str
+):
+    work = learning.private_work_dir(tmp_path)
+    run = ["--data", learning.dataset.root, "--reference", learning.reference["hash"], "--preset", "tiny"]
+    run += ["-b", "32", "--budget-steps", "20", "--work", work]
+    assert tune("--strategy", "jest", *run, "-p", param, "--trials", "1") == 2
+    assert named in capsys.readouterr().err
+    assert not (work / "runs").exists()
+
+
 def test_run_options_beside_a_suite_are_refused(
     learning: Learning, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
@@ -250,6 +300,119 @@ def test_two_worker_processes_on_postgresql_lose_and_repeat_no_trial(learning: L
     finally:
         with storage_session(POSTGRES_URL) as storage:
             optuna.delete_study(study_name=name, storage=storage)
+
+
+@pytest.fixture
+def fresh_postgres() -> Iterator[str]:
+    """A database of its own on the test server, made through the test role's connection (it may
+    create databases: .ci/postgres) and dropped afterwards: Optuna's tables do not exist yet."""
+    admin = sqlalchemy.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"jestbench_fresh_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# Loads harness/tune/storage.py alone (not the whole tuning package, which imports torch), says it
+# is ready, waits for the word, opens the storage.
+OPEN_AT_ONCE = """
+import importlib.util, pathlib, sys, time
+spec = importlib.util.spec_from_file_location("storage", sys.argv[1])
+storage = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(storage)
+ready, go = pathlib.Path(sys.argv[3]), pathlib.Path(sys.argv[4])
+ready.touch()
+while not go.exists():
+    time.sleep(0.001)
+with storage.storage_session(sys.argv[2]):
+    pass
+"""
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_processes_opening_a_fresh_storage_at_once_all_open_it(tmp_path: Path, kind: str, request):
+    """Optuna creates its tables on first use; four processes let go at the same instant on a fresh
+    storage all get it (unserialised, one in two such tests fails: SQLite on "table studies already
+    exists" or a unique alembic_version, PostgreSQL on a duplicate key in pg_type_typname_nsp_index)."""
+    url = (
+        request.getfixturevalue("fresh_postgres")
+        if kind == "postgresql"
+        else f"sqlite:///{tmp_path / 'new.db'}"
+    )
+    source = Path(__file__).resolve().parents[1] / "harness" / "tune" / "storage.py"
+    go, ready = tmp_path / "go", [tmp_path / f"ready-{i}" for i in range(4)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT_ONCE, str(source), url, str(r), str(go)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in ready
+    ]
+    deadline = time.monotonic() + 120
+    while not all(r.exists() for r in ready):
+        assert all(p.poll() is None for p in processes) and time.monotonic() < deadline
+        time.sleep(0.01)
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, "\n".join(errors)
+    assert study_names(url) == []
+
+
+def test_three_commands_started_together_on_a_fresh_postgresql_database_never_duplicate_a_point(
+    learning: Learning, tmp_path: Path, fresh_postgres: str
+):
+    """Three `jestbench tune` commands at once, as on three machines: the first creates Optuna's
+    tables while the others wait for it, each samples from a seed of its own (recorded per trial),
+    and no point is run twice."""
+    suite = write_suite(learning, tmp_path)
+    work = learning.private_work_dir(tmp_path)
+    command = [sys.executable, "-m", "harness", "tune", str(suite), "--strategy", "jest", "--work", str(work)]
+    command += ["--storage", fresh_postgres, "--trials", "2", "--quiet", "--threads", "1"]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)
+    ]
+    outcomes = [p.communicate(timeout=600) for p in processes]
+    for process, (out, err) in zip(processes, outcomes, strict=True):
+        assert process.returncode == 0, out + err
+
+    tuning = tuning_from_suite(load_suite(str(suite)), "jest", work, storage=fresh_postgres).tuning
+    trials = [t for t in trials_of(tuning) if t.state in (TrialState.COMPLETE, TrialState.RUNNING)]
+    assert len(trials) >= 2 and all(t.state == TrialState.COMPLETE for t in trials)
+    points = [json.dumps(t.user_attrs["point"], sort_keys=True) for t in trials]
+    assert len(set(points)) == len(points)  # no point run twice
+    seed_of = {t.user_attrs["sampler"]: t.user_attrs["sampler_seed"] for t in trials}
+    assert len(set(seed_of.values())) == len(seed_of)  # one seed per worker, none shared
+
+
+def test_a_draw_that_repeats_a_run_point_is_not_run_and_an_exhausted_space_stops_the_worker(
+    learning: Learning, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+):
+    """A space of one point: the first trial runs it; every later draw is that point again, is
+    failed as a repeat without training (one line each, no traceback), and after MAX_REPEATS of them
+    in a row the worker stops."""
+    one_point = SPACE.replace("filter_ratio = { low = 0.5, high = 0.9 }", "filter_ratio = 0.5").replace(
+        "gain = { low = 10.0, high = 1000.0 }", "gain = 100.0"
+    )
+    suite = write_suite(learning, tmp_path, one_point, budget="20 steps")
+    work = learning.private_work_dir(tmp_path)
+    assert tune(suite, "--strategy", "jest", "--work", work, "--trials", "2") == 0
+    out, err = capfd.readouterr()
+    assert f"{MAX_REPEATS} draws in a row repeated points already run" in out
+    assert out.count("not run: repeats trial 0") == MAX_REPEATS
+    assert "Traceback" not in err and "RepeatedPoint" not in err
+
+    tuning = tuning_from_suite(load_suite(str(suite)), "jest", work, storage=default_storage_url(work)).tuning
+    first, *repeats = trials_of(tuning)
+    assert first.state == TrialState.COMPLETE and "repeat_of" not in first.user_attrs
+    assert len(repeats) == MAX_REPEATS
+    assert all(t.state == TrialState.FAIL and t.user_attrs["repeat_of"] == 0 for t in repeats)
+    assert len(list((work / "runs").glob("*.json"))) == 1  # trained once
 
 
 def test_a_median_pruner_prunes_every_trial_worse_than_a_perfect_one_at_the_same_evaluation(

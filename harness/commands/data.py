@@ -26,9 +26,12 @@ examples:
   jestbench data build shapes --out DIR --noise mismatched=0.4 --noise redundant=0.05
   jestbench data build fashion-mnist --out DIR [--source DIR_WITH_IDX_GZ_FILES]
   jestbench data build byo --out DIR --curated 'c/{000..003}.tar' --raw 'r/{000..099}.tar' --eval 'e/000.tar'
+      [--classes classes.toml] [--prompt-template 'a photo of a {}' ...]
 
-The raw pool's noise (shapes, fashion-mnist): clean 35%, redundant 15% (near-copies of 20 source
-images), mismatched 25%, uninformative 15%, unlearnable 10%. The curated, val and eval splits are clean.
+The raw pool's noise (shapes, fashion-mnist): clean 35%, redundant 15% (groups of 4 near-copies of one
+image), mismatched 25%, uninformative 15%, unlearnable 10%. The curated, val and eval splits are clean.
+shapes-v1 is the earlier setting, kept as an ablation: redundant copies of only 20 images and a
+curated split of 4,000 from the pool's own distribution (docs/DATA.md, "Data settings").
 """
 
 
@@ -72,6 +75,8 @@ def register(subparsers: Any) -> None:
 
 def _register_build(commands: Any) -> None:
     from harness.data.arguments import add_byo_arguments
+    from harness.data.build import builtin_names
+    from harness.data.tokenizer import DEFAULT_MIN_FREQUENCY, DEFAULT_VOCAB_SIZE
 
     build = commands.add_parser(
         "build",
@@ -81,12 +86,13 @@ def _register_build(commands: Any) -> None:
         epilog=BUILD_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    build.add_argument("name", choices=("shapes", "fashion-mnist", "byo"), help="which dataset")
+    build.add_argument("name", choices=(*builtin_names(), "byo"), help="which dataset")
     build.add_argument("--out", type=Path, required=True, metavar="DIR", help="directory to write (created)")
     build.add_argument("--force", action="store_true", help="replace --out if it exists")
     build.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     sizes = build.add_argument_group(
-        "sizes (built-in datasets; defaults: shapes 4000/40000/2000/2000, fashion-mnist 5000/53000/2000/10000)"
+        "sizes (built-in datasets; defaults: shapes 2000/40000/2000/2000, shapes-v1 4000/40000/2000/2000, "
+        "fashion-mnist 5000/53000/2000/10000)"
     )
     for split in ("curated", "raw", "val", "eval"):
         sizes.add_argument(f"--{split}-size", type=int, metavar="N", help=f"samples in the {split} split")
@@ -103,7 +109,8 @@ def _register_build(commands: Any) -> None:
         default=[],
         metavar="KIND=RATE",
         help="set one rate (repeatable): redundant, mismatched, uninformative, unlearnable; clean takes "
-        "the rest. redundant_sources=N sets how many images the redundant copies are made from",
+        "the rest. redundant_copies=N sets the copies of each image (default 4); redundant_sources=N "
+        "instead draws every copy's image from N images (shapes-v1: 20)",
     )
     text = build.add_argument_group("captions")
     text.add_argument(
@@ -113,7 +120,18 @@ def _register_build(commands: Any) -> None:
         help="token ids per caption (default: fit the longest training caption)",
     )
     text.add_argument(
-        "--min-word-count", type=int, default=2, metavar="N", help="rarer words become <unk> (default 2)"
+        "--vocab-size",
+        type=int,
+        default=DEFAULT_VOCAB_SIZE,
+        metavar="N",
+        help=f"the byte-level BPE tokenizer's vocabulary at most (default {DEFAULT_VOCAB_SIZE})",
+    )
+    text.add_argument(
+        "--min-frequency",
+        type=int,
+        default=DEFAULT_MIN_FREQUENCY,
+        metavar="N",
+        help=f"the tokenizer merges two pieces only if they occur together N times (default {DEFAULT_MIN_FREQUENCY})",
     )
     build.add_argument(
         "--source", metavar="DIR", help="fashion-mnist: directory of the four gzipped IDX files"
@@ -132,10 +150,10 @@ def _register_build(commands: Any) -> None:
 def run_build(args: argparse.Namespace) -> int:
     import time
 
-    from harness.data import build_byo, build_dataset
-    from harness.data.build import TINY_SIZES
+    from harness.data import LeftOut, build_byo, build_dataset
+    from harness.data.arguments import byo_class_options
+    from harness.data.build import TINY_SIZES, get_builtin
     from harness.data.byo import ByoConfig
-    from harness.data.noise import NoiseConfig
 
     started = time.perf_counter()
     if args.name == "byo":
@@ -151,21 +169,26 @@ def run_build(args: argparse.Namespace) -> int:
             image_size=args.image_size or 32,
             channels=args.channels or 3,
             context_length=args.context_length,
-            min_word_count=args.min_word_count,
+            vocab_size=args.vocab_size,
+            min_frequency=args.min_frequency,
             on_bad_sample=args.on_bad_sample,
+            **byo_class_options(args.classes, args.prompt_template),
         )
         dataset = build_byo(args.out, config, force=args.force)
     else:
         stray = [
-            f"--{s}" for s in ("curated", "raw", "val", "eval", "channels") if getattr(args, s) is not None
+            f"--{s.replace('_', '-')}"
+            for s in ("curated", "raw", "val", "eval", "channels", "classes", "prompt_template")
+            if getattr(args, s) is not None
         ]
         if stray:
             raise UserError(f"{', '.join(stray)} belong to byo builds, not {args.name}")
         options: dict[str, Any] = {
             "seed": args.seed,
-            "min_word_count": args.min_word_count,
+            "vocab_size": args.vocab_size,
+            "min_frequency": args.min_frequency,
             "context_length": args.context_length,
-            "noise": NoiseConfig().with_assignments(args.noise),
+            "noise": get_builtin(args.name).defaults.noise.with_assignments(args.noise),
             "source": args.source,
         }
         if args.tiny:
@@ -176,6 +199,10 @@ def run_build(args: argparse.Namespace) -> int:
         dataset = build_dataset(args.name, args.out, force=args.force, **options)
     seconds = time.perf_counter() - started
     samples = sum(dataset.split_size(split) for split in dataset.splits)
+    for split in dataset.splits:
+        left_out = LeftOut(**dataset.manifest["splits"][split].get("left_out", {}))
+        if left_out.anything:
+            print(f"{split}: left out {left_out.describe()} (listed in {dataset.root / 'manifest.json'})")
     print(
         f"built {dataset.name} in {dataset.root}: {samples} samples in {seconds:.1f} s "
         f"({samples / seconds:.0f} samples/s); `jestbench data inspect {dataset.root}` to look at it"
@@ -199,7 +226,9 @@ def run_validate(args: argparse.Namespace) -> int:
         failed += len(report.problems)
     if failed:
         print(
-            f"{args.dir}: {failed} problem(s); the loader refuses these splits unless run with --on-bad-sample skip"
+            f"{args.dir}: {failed} problem(s); training splits can be read past them with --on-bad-sample skip "
+            "(the samples are then left out and counted, under a dataset id of their own); val and eval "
+            "are always read whole, so restore their shards"
         )
         return 1
     print(f"{args.dir}: every shard matches the manifest")

@@ -21,6 +21,7 @@ from strategies import Needs, TrainingPlan
 if TYPE_CHECKING:  # the handler imports these lazily, so `jestbench --help` stays fast
     from harness.cost import CostModel, UniformStep
     from harness.models import ModelConfig
+    from strategies import Registry
 
 HELP = """\
 jestbench flops                         all presets
@@ -131,8 +132,9 @@ def flops_report(
         "# FLOPs per example and per step",
         "",
         "One FLOP = one multiply-add (fvcore's convention; `torch.utils.flop_counter` counts 2). Forward "
-        "FLOPs per example counted by fvcore on the actual towers; a training step on one example costs "
-        "3x its forward pass. `docs/FLOPS.md` says where and why these differ from the JEST paper's.",
+        "FLOPs per example counted by fvcore on the actual towers; a training step on one example is charged "
+        "3x its forward pass (the measured ratio is in each preset's table). `docs/FLOPS.md` says where and "
+        "why these differ from the JEST paper's.",
         f"Per-step ratios are relative to `uniform` at b = {batch_size}, with reference embeddings cached "
         f"beside the pool unless a row says otherwise. all-in adds the reference's one-off costs (embedding "
         f"a pool of {pool_size:,}, training it on {reference_examples:,} examples) spread over {steps} steps.",
@@ -212,6 +214,7 @@ def _quantities_table(
             ),
         ),
         _row(f"FlexiViT resize to patch {q} (forward), once per step that uses it", _flops(flops.resize)),
+        _training_row(config),
     ]
     if is_paper:
         at_224 = image_tower_flops(dataclasses.replace(config, image_size=224), [p])[p]
@@ -241,7 +244,7 @@ def _communication_section(preset: str, batch_size: int, world_size: int) -> str
     """What K ranks exchange per step for each strategy at f = 0.8 (uniform at f = 0), global and
     local selection: bytes summed over ranks, beside the step's FLOPs (docs/DISTRIBUTED.md)."""
     from harness.batching import BatchShape
-    from harness.cost import CostModel, measure_pairwise
+    from harness.cost import CostModel
     from harness.distributed import step_communication
     from harness.flops import model_flops
     from harness.models import DualEncoder, preset_config
@@ -264,8 +267,7 @@ def _communication_section(preset: str, batch_size: int, world_size: int) -> str
     for name in registry.list_strategies():
         strategy = registry.get_strategy(name)
         shape = BatchShape.from_filter_ratio(batch_size, 0.0 if name == "uniform" else 0.8)
-        pairwise = measure_pairwise(strategy, shape, config.embed_dim)
-        step = cost.step_cost(strategy.needs, strategy.training, shape, pairwise=pairwise).total
+        step = cost.strategy_step_cost(strategy, shape).total
         for scope in ("global", "local"):
             sent = step_communication(
                 strategy.needs, world_size, scope, shape.batch_size, shape.super_batch_size,
@@ -284,6 +286,19 @@ def _bytes(value: float) -> str:
     return "0" if not value else f"{value / 1e6:.3g} MB"
 
 
+def _training_row(config: ModelConfig) -> str:
+    """What a training pass costs in forward passes, measured, against the 3 the ledger charges."""
+    from harness.flops import training_cost
+
+    measured = training_cost(config)
+    return _row(
+        "training pass / forward pass per example, measured by FlopCounterMode (image, text, both); "
+        "the ledger charges 3",
+        f"{measured.image_ratio:.2f}, {measured.text_ratio:.2f}, {measured.ratio:.3f}: 3F is "
+        f"{measured.overcharge:+.1%} of what runs",
+    )
+
+
 def _strategies_table(
     is_paper: bool,
     cost: CostModel,
@@ -293,10 +308,10 @@ def _strategies_table(
     steps: int,
 ) -> str:
     """Every registered strategy at each filter ratio (and, if it reads the reference, with the
-    reference uncached): as charged, by the paper's formula, and the paper's figure where it gives one."""
+    reference uncached): as charged, by the paper's formula, and the paper's figure where it gives one.
+    A plugin that fails to load or to select gets one row saying so, with its error and package."""
     from harness.batching import BatchShape
-    from harness.cost import measure_pairwise
-    from strategies import default_registry
+    from strategies import PluginError, default_registry
 
     paper_uniform = cost.paper_step_cost(Needs(), TrainingPlan(), BatchShape(batch_size, batch_size))
     rows = [
@@ -308,34 +323,68 @@ def _strategies_table(
     ]
     registry = default_registry()
     for name in registry.list_strategies():
-        strategy = registry.get_strategy(name)
-        needs, training = strategy.needs, strategy.training
-        for filter_ratio in FILTER_RATIOS:
-            shape = BatchShape.from_filter_ratio(batch_size, filter_ratio)
-            strategy.check_sizes(shape.batch_size, shape.super_batch_size)
-            pairwise = measure_pairwise(strategy, shape, cost.learner.embed_dim)
-            for cached in (True, False) if needs.reference else (True,):
-                model = dataclasses.replace(cost, reference_cached=cached)
-                charged = model.step_cost(needs, training, shape, pairwise=pairwise).total / unit.flops
-                formula = model.paper_step_cost(needs, training, shape) / paper_uniform
-                paper = _paper_figure(needs, training, filter_ratio, cached) if is_paper else None
-                reference_one_off = one_off["training"] + (one_off["pool"] if cached else 0.0)
-                all_in = charged + (reference_one_off / steps if needs.reference else 0.0)
-                label = name if cached else f"{name}, uncached reference"
-                rows.append(
-                    _row(
-                        label,
-                        f"{shape.filter_ratio:.2f}",
-                        str(shape.super_batch_size),
-                        f"{charged:.2f}x",
-                        f"{formula:.2f}x",
-                        "" if paper is None else f"{paper:.2f}x",
-                        _difference(charged, paper),
-                        _difference(formula, paper),
-                        f"{all_in:.2f}x",
-                    )
-                )
+        try:
+            rows += _strategy_rows(
+                registry, name, is_paper, cost, unit, paper_uniform, batch_size, one_off, steps
+            )
+        except Exception as err:
+            if registry.source(name) == "built-in":
+                raise
+            # A broken plugin is marked, and the others are still counted.
+            message = str(err) if isinstance(err, PluginError) else f"{type(err).__name__}: {err}"
+            rows.append(f"| {name} | not counted: {message} |" + " |" * 7)
     return "\n".join(rows)
+
+
+def _strategy_rows(
+    registry: Registry,
+    name: str,
+    is_paper: bool,
+    cost: CostModel,
+    unit: UniformStep,
+    paper_uniform: float,
+    batch_size: int,
+    one_off: dict[str, float],
+    steps: int,
+) -> list[str]:
+    """One strategy's rows: at each filter ratio, and with the reference uncached if it reads one."""
+    from harness.batching import BatchShape
+    from harness.cost import measure_selection
+
+    strategy = registry.get_strategy(name)
+    needs, training = strategy.needs, strategy.training
+    rows = []
+    for filter_ratio in FILTER_RATIOS:
+        shape = BatchShape.from_filter_ratio(batch_size, filter_ratio)
+        strategy.check_sizes(shape.batch_size, shape.super_batch_size)
+        measured = measure_selection(strategy, shape, cost.learner.embed_dim)
+        for cached in (True, False) if needs.reference else (True,):
+            model = dataclasses.replace(cost, reference_cached=cached)
+            charged = (
+                model.step_cost(
+                    needs, training, shape, pairwise=measured.pairwise, selection=measured.selection
+                ).total
+                / unit.flops
+            )
+            formula = model.paper_step_cost(needs, training, shape) / paper_uniform
+            paper = _paper_figure(needs, training, filter_ratio, cached) if is_paper else None
+            reference_one_off = one_off["training"] + (one_off["pool"] if cached else 0.0)
+            all_in = charged + (reference_one_off / steps if needs.reference else 0.0)
+            label = name if cached else f"{name}, uncached reference"
+            rows.append(
+                _row(
+                    label,
+                    f"{shape.filter_ratio:.2f}",
+                    str(shape.super_batch_size),
+                    f"{charged:.2f}x",
+                    f"{formula:.2f}x",
+                    "" if paper is None else f"{paper:.2f}x",
+                    _difference(charged, paper),
+                    _difference(formula, paper),
+                    f"{all_in:.2f}x",
+                )
+            )
+    return rows
 
 
 def _paper_figure(needs: Needs, training: TrainingPlan, filter_ratio: float, cached: bool) -> float | None:

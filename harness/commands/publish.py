@@ -14,6 +14,10 @@ replacing the leaderboard published there before and leaving everything else in 
 (results/bench/, results/tuning/). SOURCE is a leaderboard directory or the name of one under
 WORK/leaderboards (a suite's name: `jestbench run full` renders WORK/leaderboards/full).
 
+A suite with sections (`jestbench run full`) renders one leaderboard per section beside an index;
+publishing it puts each section at RESULTS/leaderboard/SECTION/ and the index at
+RESULTS/leaderboard/README.md.
+
 A leaderboard that left out failed or unfinished runs is refused: finish them (`jestbench run`
 resumes a suite) and render again, or pass --allow-incomplete to publish it anyway.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from harness.errors import UserError
@@ -31,11 +32,11 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def add_param_argument(parser: argparse.ArgumentParser) -> None:
+def add_param_argument(
+    parser: argparse.ArgumentParser, help: str = "strategy parameter (repeatable)"
+) -> None:
     """``--param k=v`` (repeatable): a strategy parameter, converted and checked by its declaration."""
-    parser.add_argument(
-        "--param", "-p", action="append", default=[], metavar="K=V", help="strategy parameter (repeatable)"
-    )
+    parser.add_argument("--param", "-p", action="append", default=[], metavar="K=V", help=help)
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"usage: jestbench strategies {words[0]} NAME")
         name = words[1]
         strategy = registry.get_strategy(name, **parse_params(args.param))
+        for note in registry.notes().get(name, []):  # after loading: a misnamed class is known then
+            print(f"jestbench: warning: {note}", file=sys.stderr)
         if args.batch_size is not None or args.filter_ratio is not None:
             _check_shape(strategy, args.batch_size, args.filter_ratio)
         if words[0] == "show":
@@ -72,9 +75,11 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         raise UserError(f"no strategy matches {pattern!r}; `jestbench strategies` lists them all")
     print(_table(registry, names))
-    errors = registry.plugin_errors()
-    for name, error in sorted(errors.items()):
+    for name, error in sorted(registry.plugin_errors().items()):
         print(f"! {name}: {error}")
+    for name, notes in sorted(registry.notes().items()):
+        for note in notes:
+            print(f"! {name}: {note}")
     return 0
 
 

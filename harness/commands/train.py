@@ -9,7 +9,6 @@ from typing import Any
 from harness.commands.strategies import add_param_argument, parse_params
 from harness.device import add_device_arguments
 from harness.distributed import SCOPES
-from harness.errors import UserError
 from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
@@ -17,9 +16,11 @@ Train a learner on the raw pool with one selection strategy until the next step 
 budget, evaluating on the val and eval splits at a cadence and at the end. The run is keyed by its
 config hash: rerunning the same command resumes it from its last checkpoint (or reports it done).
 
-The budget is in FLOPs (--budget 2e12) or in uniform-equivalent steps (--budget-steps 1000: what
-1000 steps of uniform at this b cost). Strategies that need reference embeddings use the reference
-trained on this dataset (`jestbench reference train`), or the one --reference names.
+The budget is in FLOPs (--budget 2e12), in uniform-equivalent steps (--budget-steps 1000: what
+1000 steps of uniform at this b cost) or in trained examples (--budget-examples 128000: every
+strategy stops after the same examples whatever its FLOPs, which are still counted). Strategies that need reference embeddings use the reference
+trained on this dataset (`jestbench reference train`): the one --reference names, or the only one
+at --reference-seed, or the only one there is (several are an error that lists them).
 
 One run over K processes (K GPUs, or K CPU processes with gloo): `torchrun --nproc-per-node K -m
 harness train ...`; --selection-scope says whether the ranks select jointly over the whole
@@ -27,8 +28,9 @@ super-batch (global) or each from its own share (local). docs/DISTRIBUTED.md has
 """
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that make a run config (shared with ``jestbench tune``)."""
+def add_run_arguments(parser: argparse.ArgumentParser, *, tuning: bool = False) -> None:
+    """The options that make a run config (shared with ``jestbench tune``, where ``tuning`` makes
+    the filter ratio searched unless given, and the seed the suite's first unless given)."""
     from harness.data import add_data_arguments
 
     add_data_arguments(parser)
@@ -40,8 +42,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--filter-ratio",
         "-f",
         type=float,
-        default=0.8,
-        help="f in [0, 1): B = round(b / (1 - f)) (default 0.8)",
+        default=None if tuning else 0.8,
+        help="f in [0, 1): B = round(b / (1 - f)); "
+        + ("held at this value in every trial (default: searched)" if tuning else "(default 0.8)"),
     )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument(
@@ -50,11 +53,25 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     budget.add_argument(
         "--budget-steps", type=float, metavar="N", help="budget in uniform-equivalent steps (default 1000)"
     )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the model, data order and selection (default 0)"
+    budget.add_argument(
+        "--budget-examples",
+        type=int,
+        metavar="N",
+        help="budget in trained examples: stop before the step that would pass N (equal-examples track)",
     )
     parser.add_argument(
-        "--reference", metavar="HASH", help="reference whose cached embeddings score the pool"
+        "--seed",
+        type=seed,
+        default=None if tuning else 0,
+        help="seed of the model, data order and selection "
+        + ("(default: the suite's first seed, or 0)" if tuning else "(default 0)"),
+    )
+    parser.add_argument("--reference", metavar="ID", help="reference whose cached embeddings score the pool")
+    parser.add_argument(
+        "--reference-seed",
+        type=int,
+        metavar="N",
+        help="without --reference: the reference trained on this data and preset with seed N",
     )
     parser.add_argument(
         "--uncached-reference",
@@ -63,7 +80,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--eval-every",
-        type=float,
+        type=eval_fraction,
         default=0.25,
         help="evaluate every this fraction of the budget (default 0.25)",
     )
@@ -77,7 +94,49 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add_optim_arguments(parser)
     add_work_argument(parser)
-    add_threads_argument(parser)
+    if tuning:  # per worker
+        add_threads_argument(
+            parser, "torch's choice with --workers 1, else the cores shared out between them"
+        )
+    else:
+        add_threads_argument(parser)
+
+
+def seed(text: str) -> int:
+    """``--seed``: a whole number >= 0, refused by the parser with one line otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
+
+
+def eval_fraction(text: str) -> float:
+    """``--eval-every``: a fraction of the budget in (0, 1], refused by the parser otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a fraction of the budget in (0, 1]")
+    return value
+
+
+def budget_from_args(args: argparse.Namespace, default_steps: int) -> str:
+    """``--budget FLOPS``, ``--budget-examples N`` (where the command has it) or ``--budget-steps N``
+    (``default_steps`` when none is given) as a run config's budget; a budget <= 0 is refused here,
+    before any data is built."""
+    from harness.cost import Budget
+
+    if args.budget is not None:
+        text = f"{args.budget} flops"
+    elif getattr(args, "budget_examples", None) is not None:
+        text = f"{args.budget_examples} examples"
+    else:
+        text = f"{default_steps if args.budget_steps is None else args.budget_steps} steps"
+    return Budget.parse(text).canonical()
 
 
 def add_optim_arguments(parser: argparse.ArgumentParser) -> None:
@@ -146,14 +205,15 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
 
     device = resolve_device(args.device)  # before anything is built: a missing GPU is said at once
     precision = check_precision(args.precision, device)
+    budget = budget_from_args(args, 1000)
+    optim = optim_from_args(args)
     work = work_dir(args)
     dataset = dataset_from_args(args, work)
     built = default_registry().get_strategy(strategy, **params)
     needs = built.needs
     reference = args.reference
     if needs.reference and reference is None:
-        reference = find_reference(work, dataset, args.preset)
-    budget = f"{args.budget} flops" if args.budget is not None else f"{args.budget_steps or 1000} steps"
+        reference = find_reference(work, dataset, args.preset, args.reference_seed)
     return RunConfig(
         dataset=str(dataset.root),
         dataset_id=dataset.content_id,
@@ -168,7 +228,7 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
         reference_cached=not args.uncached_reference,
         on_bad_sample=args.on_bad_sample,
         eval_every=args.eval_every,
-        optim=optim_from_args(args),
+        optim=optim,
         device=device,
         precision=precision,
         world_size=environment_world_size(),
@@ -191,8 +251,6 @@ def run(args: argparse.Namespace) -> int:
         init_process_group(resolve_device(args.device))
     with main_first():
         config = run_config_from_args(args, args.strategy, parse_params(args.param))
-    if not 0 < config.eval_every <= 1:
-        raise UserError(f"--eval-every {config.eval_every} must lie in (0, 1]")
     result = train(
         config, work_dir(args), show_progress=not args.quiet, checkpoint_seconds=args.checkpoint_seconds
     )
@@ -213,6 +271,7 @@ def summarise(run: Any) -> str:
         )
         lines.append(
             f"  {row['split']}: {metrics} | {row['examples_seen']} examples, {row['epochs']:.2f} epochs, "
-            f"{row['flops_spent']:.3g} FLOPs of {row['budget_flops']:.3g}"
+            f"{row['flops_spent']:.3g} FLOPs"
+            + (f" of {row['budget_flops']:.3g}" if row["budget_flops"] is not None else "")
         )
     return "\n".join(lines)

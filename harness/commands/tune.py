@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from harness.commands.strategies import add_param_argument, parse_params
 from harness.commands.train import add_run_arguments
 from harness.errors import UserError
 from harness.workdir import set_threads, work_dir
@@ -17,7 +18,8 @@ the eval split is never seen. Evaluation k is reported as step k, so the pruner 
 compares trials at the same share of the budget whatever their filter ratio.
 
 The run comes from SUITE (its entry for the strategy; its [tune] table sets the space, the pruner and
-the trial count) or, without a suite, from the same options as `jestbench train`. --trials N brings
+the trial count) or, without a suite, from the same options as `jestbench train`. --param k=v holds
+a strategy parameter at v (it is not searched), and -f F the filter ratio at F. --trials N brings
 the study to N finished trials: rerunning the command continues the study, running only what is
 missing. A trial whose worker was killed is marked failed by its missed heartbeat and queued again.
 
@@ -72,10 +74,8 @@ def register(subparsers: Any) -> None:
         help="run the best point at --seeds fresh seeds on both splits and render a leaderboard with them",
     )
     study.add_argument("--seeds", type=int, default=3, help="fresh seeds for --rerun-best (default 3)")
-    add_run_arguments(parser)
-    # Without --seed, trials train at the suite's first seed (or 0 without a suite); without
-    # --filter-ratio, the filter ratio is searched (with it, held there while the rest is searched).
-    parser.set_defaults(seed=None, filter_ratio=None)
+    add_param_argument(parser, "strategy parameter held fixed, not searched (repeatable)")
+    add_run_arguments(parser, tuning=True)
     parser.add_argument(
         "--checkpoint-seconds",
         type=float,
@@ -89,7 +89,7 @@ def register(subparsers: Any) -> None:
 def _run_options_given(args: argparse.Namespace) -> list[str]:
     """The run options set to other than their defaults (with a suite, the suite gives the run)."""
     probe = argparse.ArgumentParser(add_help=False)
-    add_run_arguments(probe)
+    add_run_arguments(probe, tuning=True)
     defaults = vars(probe.parse_args([]))
     # Where files go, where and how fast runs compute: the command line's, over the suite's.
     allowed = ("work", "threads", "seed", "device", "precision")
@@ -119,17 +119,21 @@ def _tuning_from_options(args: argparse.Namespace, storage: str, heartbeat: int)
     from harness.data import open_dataset
     from harness.reference_store import find_reference
     from harness.tune import TUNING_SPLIT, Tuning, build_space, default_study_name, parse_pruner
+    from harness.tune.space import with_params
 
+    params = parse_params(args.param)
     fixed = {} if args.filter_ratio is None else {"filter_ratio": args.filter_ratio}
-    space = build_space(args.strategy, args.batch_size, fixed, source="--filter-ratio")
+    space = build_space(
+        args.strategy, args.batch_size, with_params(fixed, args.strategy, params), source="the options"
+    )
     options = argparse.Namespace(
         **{**vars(args), "seed": args.seed or 0, "filter_ratio": args.filter_ratio or 0.0}
     )
-    base = run_config_from_args(options, args.strategy, {})
+    base = run_config_from_args(options, args.strategy, params)
     reference = base.reference
     if reference is None and space.needs_reference():
         reference = args.reference or find_reference(
-            work_dir(args), open_dataset(Path(base.dataset)), base.preset
+            work_dir(args), open_dataset(Path(base.dataset)), base.preset, args.reference_seed
         )
     base = dataclasses.replace(base, eval_splits=(TUNING_SPLIT,))
     return Tuning(
@@ -191,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
             study=args.study,
             seed=args.seed,
             pruner=args.pruner,
+            params=parse_params(args.param),
             heartbeat=heartbeat,
             checkpoint_seconds=args.checkpoint_seconds,
             show_progress=not args.quiet,

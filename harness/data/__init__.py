@@ -6,31 +6,34 @@ streaming, and cached reference embeddings. docs/DATA.md describes the formats a
 from harness.data.arguments import add_data_arguments, dataset_from_args, open_data
 from harness.data.build import BuildConfig, build_dataset, builtin_names
 from harness.data.byo import ByoConfig, build_byo
-from harness.data.dataset import SPLITS, Dataset, ShardRecord, open_dataset
-from harness.data.errors import BadSampleError, DataError, ReferenceCacheError
-from harness.data.noise import NOISE_KINDS, NoiseConfig
+from harness.data.dataset import SPLITS, Dataset, LeftOut, ShardRecord, open_dataset
+from harness.data.errors import BadSampleError, DataError, ReferenceCacheError, StaleDatasetError
+from harness.data.noise import NOISE_KINDS, RECORDED_NOISE_KINDS, NoiseConfig
 from harness.data.pool import OnBadSample
 from harness.data.reference_cache import ReferenceCache, write_reference_cache
 from harness.data.stream import SplitData, SuperBatch, SuperBatchStream, load_split
-from harness.data.tokenizer import WordTokenizer
+from harness.data.tokenizer import BpeTokenizer
 
 __all__ = [
     "NOISE_KINDS",
+    "RECORDED_NOISE_KINDS",
     "SPLITS",
     "BadSampleError",
+    "BpeTokenizer",
     "BuildConfig",
     "ByoConfig",
     "DataError",
     "Dataset",
+    "LeftOut",
     "NoiseConfig",
     "OnBadSample",
     "ReferenceCache",
     "ReferenceCacheError",
     "ShardRecord",
     "SplitData",
+    "StaleDatasetError",
     "SuperBatch",
     "SuperBatchStream",
-    "WordTokenizer",
     "add_data_arguments",
     "build_byo",
     "build_dataset",

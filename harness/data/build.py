@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,17 +27,18 @@ from harness.data.noise import (
     NO_NOISE,
     NoiseConfig,
     assign_kinds,
+    copy_groups,
     near_copy,
     noise_image,
     uninformative_caption,
 )
 from harness.data.samples import ImageSpec, encode_npy
 from harness.data.shards import ShardIndex, ShardWriter, save_index
-from harness.data.tokenizer import WordTokenizer
+from harness.data.tokenizer import DEFAULT_MIN_FREQUENCY, DEFAULT_VOCAB_SIZE, BpeTokenizer
 from harness.staging import staged_directory
 
 SPLIT_CODES = {"curated": 1, "raw": 2, "val": 3, "eval": 4}
-TRAINING_SPLITS = ("curated", "raw")  # the tokenizer is built from their captions
+TRAINING_SPLITS = ("curated", "raw")  # the tokenizer is trained on their captions (and the prompts)
 # Sizes for tests and smoke runs (`jestbench data build shapes --tiny`): builds in about a second.
 TINY_SIZES = {"curated_size": 96, "raw_size": 384, "val_size": 48, "eval_size": 48, "shard_size": 64}
 _NOISE_STREAM = 1
@@ -89,8 +90,11 @@ class BuildConfig:
     shard_size: int = 1000
     image_size: int = 32
     noise: NoiseConfig = field(default_factory=NoiseConfig)
-    context_length: int | None = None  # None: fit the longest training caption (multiple of 8, <= 64)
-    min_word_count: int = 2
+    context_length: int | None = (
+        None  # None: fit the longest training caption or prompt (multiple of 8, <= 64)
+    )
+    vocab_size: int = DEFAULT_VOCAB_SIZE  # the tokenizer's at most
+    min_frequency: int = DEFAULT_MIN_FREQUENCY  # pieces merge only if the pair occurs this often
     source: str | None = None  # where a dataset read from files finds them
 
     def __post_init__(self) -> None:
@@ -101,7 +105,7 @@ class BuildConfig:
             "eval_size",
             "shard_size",
             "image_size",
-            "min_word_count",
+            "min_frequency",
         ):
             if getattr(self, name) < 1:
                 raise DataError(f"{name.replace('_', '-')} must be >= 1; got {getattr(self, name)}")
@@ -126,9 +130,9 @@ class Builtin:
 
 def _builtins() -> dict[str, Builtin]:
     from harness.data.fashion_mnist import FASHION_MNIST
-    from harness.data.shapes import SHAPES
+    from harness.data.shapes import SHAPES, SHAPES_V1
 
-    return {b.name: b for b in (SHAPES, FASHION_MNIST)}
+    return {b.name: b for b in (SHAPES, SHAPES_V1, FASHION_MNIST)}
 
 
 def builtin_names() -> tuple[str, ...]:
@@ -158,7 +162,7 @@ def _build(builtin: Builtin, out: Path, config: BuildConfig, *, force: bool) -> 
 
     with staging_directory(out, force=force) as tmp:
         source = builtin.make_source(config)
-        sources = _redundant_sources(source, config)
+        redundancy = _redundancy(source, config)
         total = sum(config.size(split) for split in SPLITS)
         captions: dict[str, list[str]] = {}
         splits: dict[str, dict[str, Any]] = {}
@@ -166,26 +170,24 @@ def _build(builtin: Builtin, out: Path, config: BuildConfig, *, force: bool) -> 
         with tqdm(total=total, desc=f"build {builtin.name}", unit="sample", disable=None) as bar:
             for split in SPLITS:
                 n = config.size(split)
-                kinds = assign_kinds(
-                    n,
-                    config.noise if split == "raw" else NO_NOISE,
-                    sample_rng(config.seed, split, 0, _KINDS_STREAM),
-                )
+                kinds = _kinds(config, split)
                 writer = ShardWriter(tmp / split, split, config.shard_size)
                 captions[split] = []
                 for number, kind in enumerate(kinds):
-                    sample = _noisy(source, split, n, number, kind, sources, config.seed)
+                    sample = _noisy(source, split, n, number, kind, redundancy, config.seed)
                     writer.write(f"{split}-{number:07d}", _fields(sample, kind, source.class_names))
                     captions[split].append(sample.caption)
                     bar.update()
                 shards[split] = writer.close()
                 splits[split] = {"count": n, "noise": dict(Counter(kinds))}
-        tokenizer = WordTokenizer.build(
-            (c for split in TRAINING_SPLITS for c in captions[split]), min_count=config.min_word_count
+        training = [c for split in TRAINING_SPLITS for c in captions[split]]
+        prompts = zero_shot_prompts(source.class_names, source.zero_shot_templates)
+        tokenizer = BpeTokenizer.train(
+            [*training, *source.class_names, *prompts],
+            vocab_size=config.vocab_size,
+            min_frequency=config.min_frequency,
         )
-        context_length = config.context_length or fit_context_length(
-            tokenizer, [c for split in TRAINING_SPLITS for c in captions[split]]
-        )
+        context_length = config.context_length or fit_context_length(tokenizer, [*training, *prompts])
         for split in SPLITS:
             for _, index in shards[split]:
                 save_index(tmp / "index" / f"{index.sha256}.json", index)
@@ -231,22 +233,48 @@ def _fields(sample: CleanSample, kind: str, class_names: list[str]) -> dict[str,
     }
 
 
-def _redundant_sources(source: Source, config: BuildConfig) -> list[CleanSample]:
-    """The few raw-pool images that redundant samples are near-copies of."""
+def _kinds(config: BuildConfig, split: str) -> list[str]:
+    """The noise kind of each sample of ``split`` (the raw pool's noise; the other splits are clean)."""
+    noise = config.noise if split == "raw" else NO_NOISE
+    return assign_kinds(config.size(split), noise, sample_rng(config.seed, split, 0, _KINDS_STREAM))
+
+
+@dataclass(frozen=True)
+class _Redundancy:
+    """The images the raw pool's redundant samples are near-copies of, and which one each copies:
+    its group's (``group_of``), or, with ``group_of`` None (``shapes-v1``), one drawn at random."""
+
+    images: list[CleanSample]
+    group_of: dict[int, int] | None
+
+    def image_of(self, index: int, rng: np.random.Generator) -> int:
+        if self.group_of is None:
+            return int(rng.integers(len(self.images)))
+        return self.group_of[index]
+
+
+def _redundancy(source: Source, config: BuildConfig) -> _Redundancy:
+    """Groups of ``redundant_copies`` redundant samples, each group copying the clean sample at its
+    first position; or (``redundant_sources``) a few raw-pool images that every copy draws from."""
     rng = sample_rng(config.seed, "raw", 0, _SOURCES_STREAM)
-    count = min(config.noise.redundant_sources, config.raw_size)
-    chosen = rng.choice(config.raw_size, size=count, replace=False)
-    return [source.sample("raw", int(i)) for i in chosen]
+    scheme, number = config.noise.redundant_scheme
+    if scheme == "sources":
+        chosen = rng.choice(config.raw_size, size=min(number, config.raw_size), replace=False)
+        return _Redundancy([source.sample("raw", int(i)) for i in chosen], None)
+    positions = [i for i, kind in enumerate(_kinds(config, "raw")) if kind == "redundant"]
+    groups = copy_groups(positions, number, rng)
+    group_of = {position: g for g, group in enumerate(groups) for position in group}
+    return _Redundancy([source.sample("raw", group[0]) for group in groups], group_of)
 
 
 def _noisy(
-    source: Source, split: str, n: int, index: int, kind: str, sources: list[CleanSample], seed: int
+    source: Source, split: str, n: int, index: int, kind: str, redundancy: _Redundancy, seed: int
 ) -> CleanSample:
     """Sample ``index`` of the ``n`` of ``split`` with noise ``kind`` applied (noise.py describes the kinds)."""
     rng = sample_rng(seed, split, index, _NOISE_STREAM)
     if kind == "redundant":
-        original = int(rng.integers(len(sources)))
-        copied = sources[original]
+        original = redundancy.image_of(index, rng)
+        copied = redundancy.images[original]
         attributes = {**copied.attributes, "copy_of": original}
         return CleanSample(near_copy(copied.image, rng), copied.caption, copied.label, attributes)
     if kind == "unlearnable":
@@ -272,9 +300,14 @@ def _other_caption(
     raise DataError(f"the {split} pool has too few distinct captions to mismatch; make it larger")
 
 
-def fit_context_length(tokenizer: WordTokenizer, captions: list[str]) -> int:
-    """The longest caption's token count rounded up to a multiple of 8, between 8 and 64."""
-    longest = max((tokenizer.token_count(c) for c in captions), default=1)
+def zero_shot_prompts(class_names: Sequence[str], templates: Sequence[str]) -> list[str]:
+    """Every class name in every template: the texts zero-shot classification encodes."""
+    return [template.format(name) for name in class_names for template in templates]
+
+
+def fit_context_length(tokenizer: BpeTokenizer, texts: list[str]) -> int:
+    """The longest text's token count rounded up to a multiple of 8, between 8 and 64."""
+    longest = max((tokenizer.token_count(c) for c in texts), default=1)
     return int(min(64, max(8, -(-longest // 8) * 8)))
 
 

@@ -17,6 +17,7 @@ training then excludes those samples).
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -25,13 +26,20 @@ from typing import Any
 
 import numpy as np
 
-from harness.data.build import TRAINING_SPLITS, fit_context_length, staging_directory
-from harness.data.dataset import SPLITS, Dataset, new_manifest, open_dataset, write_manifest
+from harness.data.build import TRAINING_SPLITS, fit_context_length, staging_directory, zero_shot_prompts
+from harness.data.dataset import (
+    DEFAULT_ZERO_SHOT_TEMPLATES,
+    SPLITS,
+    Dataset,
+    new_manifest,
+    open_dataset,
+    write_manifest,
+)
 from harness.data.errors import BadSampleError, DataError
 from harness.data.pool import ON_BAD_SAMPLE, OnBadSample, problem_report
 from harness.data.samples import ImageSpec, Meta, decode_caption, decode_meta
 from harness.data.shards import Problem, ShardIndex, read_span, save_index, scan_shard, sha256_file
-from harness.data.tokenizer import WordTokenizer
+from harness.data.tokenizer import DEFAULT_MIN_FREQUENCY, DEFAULT_VOCAB_SIZE, BpeTokenizer
 
 VAL_FRACTION = 0.1
 MAX_VAL = 2000
@@ -50,10 +58,20 @@ class ByoConfig:
     image_size: int = 32
     channels: int = 3
     context_length: int | None = None
-    min_word_count: int = 2
+    vocab_size: int = DEFAULT_VOCAB_SIZE
+    min_frequency: int = DEFAULT_MIN_FREQUENCY
     on_bad_sample: OnBadSample = "error"
+    # The label a sample's json gives (a name, or an index as a string) -> the name prompts use.
+    classes: dict[str, str] | None = None
+    # Zero-shot prompt templates, "{}" standing for the class name (default: generic ones).
+    prompt_templates: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        for template in self.prompt_templates or ():
+            if template.count("{}") != 1 or template.replace("{}", "").count("{") + template.count("}") > 1:
+                raise DataError(
+                    f"prompt template {template!r} must hold the class name's place as one {{}} and no other braces"
+                )
         if self.channels not in (1, 3):
             raise DataError(f"--channels must be 1 or 3; got {self.channels}")
         if self.image_size < 1:
@@ -97,7 +115,8 @@ def source_stamp(config: ByoConfig) -> list[list[Any]]:
 def is_current(dataset: Dataset, config: ByoConfig) -> bool:
     """Whether ``dataset`` was made from ``config`` and its shards look unchanged since."""
     recorded = dataset.manifest["config"]
-    return bool(recorded.get("byo") == asdict(config) and recorded.get("shards") == source_stamp(config))
+    as_recorded = json.loads(json.dumps(asdict(config)))  # tuples become lists, as in the manifest
+    return bool(recorded.get("byo") == as_recorded and recorded.get("shards") == source_stamp(config))
 
 
 def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = False) -> Dataset:
@@ -118,6 +137,10 @@ def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = F
                     save_index(tmp / "index" / f"{index.sha256}.json", index)
                     indexes[split].append((path, index))
                     problems += [(split, path, p) for p in index.problems]
+                    if index.empty:
+                        problems.append(
+                            (split, path, Problem(None, "holds no sample at all (an empty file or tar)"))
+                        )
                     bar.update()
         problems += _repeated_keys(indexes)
         if problems and config.on_bad_sample == "error":
@@ -126,11 +149,13 @@ def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = F
                     "the shards",
                     [f"{split}: {problem.describe(path)}" for split, path, problem in problems],
                     "fix the shards, or pass --on-bad-sample skip to leave these samples out (they are then "
-                    "listed in the manifest)",
+                    "listed in the manifest, counted and reported by every run)",
                 )
             )
         texts = {split: _read_texts(entries) for split, entries in indexes.items()}
-        class_names, labelled = _classes(texts)
+        class_labels, labelled = _classes(texts, config.classes)
+        class_names = _class_names(class_labels, config.classes)
+        templates = list(config.prompt_templates or DEFAULT_ZERO_SHOT_TEMPLATES)
         splits = {
             split: _split_entry(entries, [p for s, _, p in problems if s == split])
             for split, entries in indexes.items()
@@ -141,8 +166,13 @@ def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = F
             split: _kept(entry, texts[entry.get("held_out_of", split)]) for split, entry in splits.items()
         }
         training = [caption for split in TRAINING_SPLITS for _, caption, _ in kept[split]]
-        tokenizer = WordTokenizer.build(training, min_count=config.min_word_count)
-        context_length = config.context_length or fit_context_length(tokenizer, training)
+        prompts = zero_shot_prompts(class_names or [], templates)
+        tokenizer = BpeTokenizer.train(
+            [*training, *(class_names or []), *prompts],
+            vocab_size=config.vocab_size,
+            min_frequency=config.min_frequency,
+        )
+        context_length = config.context_length or fit_context_length(tokenizer, [*training, *prompts])
         for split, entry in splits.items():
             entry["count"] = len(kept[split])
             entry["noise"] = dict(Counter(meta.noise for _, _, meta in kept[split]))
@@ -159,6 +189,8 @@ def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = F
                 image=ImageSpec(config.image_size, config.channels),
                 context_length=context_length,
                 class_names=class_names,
+                class_labels=class_labels if class_names != class_labels else None,
+                zero_shot_templates=templates,
                 labelled=labelled,
                 tokenizer=tokenizer,
                 splits={split: splits[split] for split in SPLITS},
@@ -201,11 +233,14 @@ def _read_texts(entries: list[tuple[Path, ShardIndex]]) -> list[tuple[str, str, 
     return out
 
 
-def _classes(texts: dict[str, list[tuple[str, str, Meta]]]) -> tuple[list[str] | None, bool]:
-    """Class names (index = label) and whether samples are labelled, from the labels seen.
+def _classes(
+    texts: dict[str, list[tuple[str, str, Meta]]], classes: dict[str, str] | None
+) -> tuple[list[str] | None, bool]:
+    """Class labels as names (index = label) and whether samples are labelled, from the labels seen.
 
     Labels given as names are numbered in sorted order; labels given as indices take their names
-    from ``class_name`` when every labelled sample gives one (else they stay unnamed).
+    from ``class_name`` when every labelled sample gives one or ``classes`` names its index (else
+    they stay unnamed).
     """
     metas = [meta for entries in texts.values() for _, _, meta in entries if meta.label is not None]
     if not metas:
@@ -220,24 +255,81 @@ def _classes(texts: dict[str, list[tuple[str, str, Meta]]]) -> tuple[list[str] |
         assert isinstance(meta.label, int)
         name = meta.fields.get("class_name")
         if not isinstance(name, str):
+            if str(meta.label) in (classes or {}):
+                continue  # named by --classes
             return None, True
         if named.setdefault(meta.label, name) != name:
             raise DataError(f"label {meta.label} is called both {named[meta.label]!r} and {name!r}")
-    return [named.get(i, f"class {i}") for i in range(max(named) + 1)], True
+    count = max(int(m.label) for m in metas if m.label is not None) + 1
+    return [named.get(i, f"class {i}") for i in range(count)], True
+
+
+def _class_names(labels: list[str] | None, classes: dict[str, str] | None) -> list[str] | None:
+    """The names prompts use, label by label: ``classes`` (from ``--classes``) where it names the
+    label (by name, or by index as a string), else the label's own name."""
+    if classes is None:
+        return labels
+    if labels is None:
+        raise DataError(
+            "--classes names classes, but no sample's json gives a label by name or with a class_name; "
+            "give labels, or leave --classes out"
+        )
+    unknown = sorted(set(classes) - set(labels) - {str(i) for i in range(len(labels))})
+    if unknown:
+        raise DataError(
+            f"--classes names label(s) {', '.join(map(repr, unknown))} that no sample has; the labels are "
+            f"{', '.join(map(repr, labels[:10]))}{' ...' if len(labels) > 10 else ''} (or their indices)"
+        )
+    return [classes.get(label, classes.get(str(i), label)) for i, label in enumerate(labels)]
+
+
+def read_classes_file(path: str | os.PathLike[str]) -> tuple[dict[str, str] | None, tuple[str, ...] | None]:
+    """``--classes FILE``: a TOML file with ``classes`` (a list, label index -> name, or a table,
+    label -> name) and/or ``templates`` (zero-shot prompt templates); docs/DATA.md shows one."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"--classes {path}: cannot read it as TOML ({err})") from None
+    stray = set(data) - {"classes", "templates"}
+    if stray:
+        raise DataError(
+            f"--classes {path}: unknown key(s) {', '.join(sorted(stray))}; use classes and templates"
+        )
+    classes, templates = data.get("classes"), data.get("templates")
+    if isinstance(classes, list):
+        classes = {str(i): name for i, name in enumerate(classes)}
+    if classes is not None and not (
+        isinstance(classes, dict) and all(isinstance(v, str) and v.strip() for v in classes.values())
+    ):
+        raise DataError(f"--classes {path}: classes must be a list of names or a table of label = name")
+    if templates is not None and not (
+        isinstance(templates, list) and all(isinstance(t, str) for t in templates)
+    ):
+        raise DataError(f'--classes {path}: templates must be a list of strings such as "a photo of a {{}}"')
+    return classes, tuple(templates) if templates else None
 
 
 def _split_entry(entries: list[tuple[Path, ShardIndex]], problems: list[Problem]) -> dict[str, Any]:
-    """A split's manifest entry; damaged samples (accepted with ``skip``) are listed and excluded."""
+    """A split's manifest entry. Every shard is listed, empty ones too (with count 0); damaged samples
+    (accepted with ``skip``) are listed in ``damaged``, excluded by key and counted in ``left_out``,
+    beside the shards found empty or cut short (how many samples a cut shard lost is unknown: your
+    shards carry no count of their own)."""
     damaged = [{"key": p.key, "reason": p.reason} for p in problems]
+    bad_keys = sorted({p.key for p in problems if p.key is not None})
     entry: dict[str, Any] = {
         "shards": [
             {"path": str(path), "count": len(index.samples) + index.bad_samples, "sha256": index.sha256}
             for path, index in entries
-            if index.samples or index.bad_samples
         ],
         "damaged": damaged,
+        "left_out": {
+            "damaged": len(bad_keys),
+            "empty_shards": sum(index.empty for _, index in entries),
+            "truncated_shards": sum(index.cut for _, index in entries),
+        },
     }
-    bad_keys = sorted({p.key for p in problems if p.key is not None})
     if bad_keys:
         entry["keys"] = {"mode": "exclude", "keys": bad_keys}
     return entry

@@ -17,3 +17,7 @@ class BadSampleError(DataError):
 class ReferenceCacheError(DataError):
     """Cached reference embeddings that are missing, stale (another reference or tokenizer) or
     do not fit the samples they are attached to."""
+
+
+class StaleDatasetError(DataError):
+    """A dataset directory written by an older version of jestbench (another manifest format)."""

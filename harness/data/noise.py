@@ -3,9 +3,12 @@
 Kinds (recorded per sample in its ``json`` as ``noise``):
 
 - ``clean``: the image with its own caption.
-- ``redundant``: a near-copy (pixel noise, brightness jitter) of one of a few *source* images, with
-  that image's caption. Clean, but each adds little once the model has learnt its source. Web pools
-  are full of these (stock photos, product shots, memes re-posted many times).
+- ``redundant``: a near-copy (pixel noise, brightness jitter) of a *source* image, with that image's
+  caption. Clean, but each adds little once the model has learnt its source. Web pools are full of
+  these (stock photos, product shots, memes re-posted many times). ``shapes`` makes them in groups of
+  ``redundant_copies`` (4) near-copies of one image, so that a batch rarely holds two copies of one
+  image (they would be each other's negatives in the loss); ``shapes-v1`` draws each copy's image at
+  random from ``redundant_sources`` (20) images. docs/DATA.md, "Data settings", has the arithmetic.
 - ``mismatched``: the image with the caption of another sample, as when alt text describes
   something else on the page.
 - ``uninformative``: the image with boilerplate alt text ("image", "IMG_0412.jpg", "click to
@@ -13,7 +16,7 @@ Kinds (recorded per sample in its ``json`` as ``noise``):
 - ``unlearnable``: an image of uniform pixel noise with the caption of a random sample.
 
 Defaults and why (docs/DATA.md has the longer argument): 35% clean, 15% redundant, 25% mismatched,
-15% uninformative, 10% unlearnable. A prototype of this benchmark (DESIGN §5) showed that selection
+15% uninformative, 10% unlearnable. A prototype of this benchmark (docs/DESIGN.md §5) showed that selection
 can only fill a clean sub-batch when the clean fraction exceeds ``b/B`` (0.2 at filter ratio 0.8), and
 that JEST beat uniform on FLOPs at 30% clean but not at 55%; DataComp's best filters keep roughly the
 top 30% of a raw web pool. Without redundant pairs a reference trained on clean data is simply a
@@ -32,9 +35,14 @@ from typing import Any
 import numpy as np
 
 from harness.data.errors import DataError
+from harness.data.samples import UNKNOWN_NOISE
 
 NOISE_KINDS = ("clean", "redundant", "mismatched", "uninformative", "unlearnable")
+# What a sample's noise kind can read: the built-in kinds, or "unknown" (your own data, unless its
+# json says). Run files count selections for each of these; reports show those a pool holds.
+RECORDED_NOISE_KINDS = (*NOISE_KINDS, UNKNOWN_NOISE)
 _RATE_KINDS = NOISE_KINDS[1:]  # clean is what the others leave
+_SCHEMES = ("redundant_copies", "redundant_sources")  # how redundant copies are made (one is set)
 
 # Alt text that says nothing about the image; "{n}" takes a random number (a one-off word).
 UNINFORMATIVE_CAPTIONS = (
@@ -61,14 +69,17 @@ UNINFORMATIVE_CAPTIONS = (
 
 @dataclass(frozen=True)
 class NoiseConfig:
-    """Rates of each noise kind in the raw pool (the rest is clean) and how many source images
-    the redundant near-copies are made from."""
+    """Rates of each noise kind in the raw pool (the rest is clean) and how the redundant near-copies
+    are made: in groups of ``redundant_copies`` copies of one image each, or (``shapes-v1``, when
+    ``redundant_sources`` is given instead) each a copy of one of ``redundant_sources`` images drawn
+    at random. Exactly one of the two is set."""
 
     redundant: float = 0.15
     mismatched: float = 0.25
     uninformative: float = 0.15
     unlearnable: float = 0.10
-    redundant_sources: int = 20
+    redundant_copies: int | None = 4
+    redundant_sources: int | None = None
 
     def __post_init__(self) -> None:
         rates = self.rates()
@@ -77,12 +88,25 @@ class NoiseConfig:
             raise DataError(f"noise rates must lie in [0, 1]; got {bad}")
         if sum(rates.values()) > 1.0 + 1e-9:
             raise DataError(f"noise rates add up to {sum(rates.values()):.3f} > 1: {rates}")
-        if self.redundant_sources < 1:
-            raise DataError(f"redundant_sources must be >= 1; got {self.redundant_sources}")
+        schemes = {"redundant_copies": self.redundant_copies, "redundant_sources": self.redundant_sources}
+        given = {name: value for name, value in schemes.items() if value is not None}
+        if len(given) != 1:
+            raise DataError(f"set one of redundant_copies and redundant_sources; got {schemes}")
+        for name, value in given.items():
+            if value < 1:
+                raise DataError(f"{name} must be >= 1; got {value}")
 
     def rates(self) -> dict[str, float]:
         """The noise rates by kind (clean excluded)."""
         return {kind: float(getattr(self, kind)) for kind in _RATE_KINDS}
+
+    @property
+    def redundant_scheme(self) -> tuple[str, int]:
+        """How the redundant samples are made: ``("copies", c)``, groups of c copies of one image, or
+        ``("sources", n)``, each a copy of one of n images drawn at random (``shapes-v1``)."""
+        if self.redundant_sources is not None:
+            return "sources", self.redundant_sources
+        return "copies", int(self.redundant_copies or 0)  # __post_init__ saw that exactly one is set
 
     @property
     def clean(self) -> float:
@@ -97,24 +121,31 @@ class NoiseConfig:
         return {"clean": n - sum(counts.values()), **counts}
 
     def with_assignments(self, assignments: Sequence[str]) -> NoiseConfig:
-        """This config with ``KIND=RATE`` (or ``redundant_sources=N``) assignments applied."""
+        """This config with ``KIND=RATE``, ``redundant_copies=N`` or ``redundant_sources=N`` assignments
+        applied (setting one of the last two unsets the other)."""
         changes: dict[str, Any] = {}
         for assignment in assignments:
             kind, sep, value = assignment.partition("=")
             kind = kind.strip().replace("-", "_")
-            if not sep or kind not in (*_RATE_KINDS, "redundant_sources"):
+            if not sep or kind not in (*_RATE_KINDS, *_SCHEMES):
                 raise DataError(
                     f"--noise {assignment!r}: expected KIND=RATE with KIND one of "
-                    f"{', '.join(_RATE_KINDS)} (clean takes the rest), or redundant_sources=N"
+                    f"{', '.join(_RATE_KINDS)} (clean takes the rest), redundant_copies=N or redundant_sources=N"
                 )
             try:
-                changes[kind] = int(value) if kind == "redundant_sources" else float(value)
+                changes[kind] = int(value) if kind in _SCHEMES else float(value)
             except ValueError:
                 raise DataError(f"--noise {assignment!r}: {value!r} is not a number") from None
+            if kind in _SCHEMES:
+                changes.update({other: None for other in _SCHEMES if other != kind})
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"clean": round(self.clean, 6), **self.rates(), "redundant_sources": self.redundant_sources}
+        return {
+            "clean": round(self.clean, 6),
+            **self.rates(),
+            **{name: getattr(self, name) for name in _SCHEMES},
+        }
 
 
 NO_NOISE = NoiseConfig(redundant=0.0, mismatched=0.0, uninformative=0.0, unlearnable=0.0)
@@ -124,6 +155,13 @@ def assign_kinds(n: int, config: NoiseConfig, rng: np.random.Generator) -> list[
     """The noise kind of each of ``n`` samples: exactly :meth:`NoiseConfig.counts`, in a seeded order."""
     kinds = [kind for kind, count in config.counts(n).items() for _ in range(count)]
     return [kinds[i] for i in rng.permutation(n)]
+
+
+def copy_groups(positions: Sequence[int], copies: int, rng: np.random.Generator) -> list[list[int]]:
+    """A seeded partition of the redundant samples' ``positions`` into groups of ``copies`` (the last
+    smaller when ``copies`` does not divide their number): each group is near-copies of one image."""
+    shuffled = [positions[i] for i in rng.permutation(len(positions))]
+    return [shuffled[start : start + copies] for start in range(0, len(shuffled), copies)]
 
 
 def uninformative_caption(rng: np.random.Generator) -> str:

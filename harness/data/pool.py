@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from harness.data.dataset import Dataset
+from harness.data.dataset import Dataset, LeftOut
 from harness.data.errors import BadSampleError, DataError
 from harness.data.samples import (
     IMAGE_EXTENSIONS,
@@ -35,7 +35,6 @@ from harness.data.shards import (
     read_span,
     save_index,
     scan_shard,
-    sha256_file,
 )
 
 OnBadSample = Literal["error", "skip"]
@@ -72,14 +71,14 @@ class SplitPool:
         spans: list[list[int]],
         image_extensions: list[int],
         problems: list[str],
-        skipped: int,
+        left_out: LeftOut,
     ) -> None:
         self.dataset = dataset
         self.split = split
         self.shard_paths = shard_paths
         self.keys = keys
         self.problems = problems
-        self.skipped = skipped
+        self.left_out = left_out
         # Per sample: its shard, where its image, caption and meta lie (offset, size each; meta offset
         # -1 if absent) and its image's extension. Lists: indexing them is faster than arrays.
         self._shard_of = shard_of
@@ -93,6 +92,11 @@ class SplitPool:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    @property
+    def skipped(self) -> int:
+        """Samples left out of the pool (damaged or lost)."""
+        return self.left_out.samples
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_fds": {}}
@@ -172,8 +176,32 @@ class SplitPool:
         return label
 
 
-def open_pool(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error") -> SplitPool:
-    """Index ``split`` and check it against the manifest (see the module docstring)."""
+# What to do about a split that is refused: for a training split, skipping is an option.
+TRAINING_ADVICE = (
+    "`jestbench data validate {root}` checks every shard; to train without these samples, pass "
+    "--on-bad-sample skip (they are then left out, counted and reported, and the data gets its own "
+    "dataset id, so these runs never mix with runs on the intact data)"
+)
+# Evaluation splits are read whole: every run of a leaderboard is scored on the same samples.
+EVALUATION_ADVICE = (
+    "an evaluation split is always read whole, whatever --on-bad-sample says, so that every run is "
+    "scored on the same samples: restore its shards (copy them again, or rebuild the dataset with "
+    "`jestbench data build`; for your own shards, fix them and run the command again) and check them "
+    "with `jestbench data validate {root}`"
+)
+
+
+def open_pool(
+    dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error", *, advice: str = TRAINING_ADVICE
+) -> SplitPool:
+    """Index ``split`` and check it against the manifest (see the module docstring).
+
+    What is left out is counted by cause (:class:`harness.data.dataset.LeftOut`) and recorded on the
+    dataset (:meth:`Dataset.left_out`). A shard whose bytes are the manifest's holds only what the
+    dataset was made with (for your own shards, damage accepted with ``skip`` and listed in the
+    manifest): its damage is counted, not refused. Anything else that cannot be read is a problem,
+    refused with ``"error"`` (with ``advice``, ``{root}`` standing for the dataset's directory).
+    """
     if on_bad_sample not in ON_BAD_SAMPLE:
         raise DataError(f"on_bad_sample={on_bad_sample!r} must be one of {', '.join(ON_BAD_SAMPLE)}")
     from tqdm import tqdm
@@ -182,43 +210,53 @@ def open_pool(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error"
     split_is_subset = bool(wanted)  # an "only these keys" split: report listed keys not found
     records = dataset.shards(split)
     problems: list[str] = []
-    skipped = 0
+    # Samples found damaged when the dataset was made (your own shards, with skip): excluded by key.
+    damaged = int(dataset.manifest["splits"][split].get("left_out", {}).get("damaged", 0))
+    lost = empty_shards = truncated_shards = 0
     keys: list[str] = []
     shard_of: list[int] = []
     spans: list[list[int]] = []
     extensions: list[int] = []
+    # A split held out of another's shards (your own val) leaves shard-level counts to that split.
+    shard_level = "held_out_of" not in dataset.manifest["splits"][split]
     for number, record in enumerate(
         tqdm(records, desc=f"index {split}", unit="shard", disable=None, leave=False)
     ):
-        if not record.path.is_file():
+        sha256 = dataset.shard_sha256(record.path)
+        if sha256 is None:
             problems.append(f"shard {record.path}: missing ({record.count} samples lost)")
-            skipped += record.count
+            lost += record.count
             continue
-        sha256 = sha256_file(record.path)
         cache = dataset.index_dir / f"{sha256}.json"
         index = load_index(cache, sha256)
         if index is None:
             index = scan_shard(record.path, sha256)
             save_index(cache, index)
+        changed = sha256 != record.sha256
         shard_problems = [p for p in index.problems if p.key is None or belongs(p.key)]
-        skipped += sum(p.key is not None for p in shard_problems)
-        lost = record.count - len(index.samples) - index.bad_samples
-        if lost > 0:
+        damaged += len({p.key for p in shard_problems if p.key is not None})
+        if shard_level:
+            empty_shards += index.empty
+            truncated_shards += index.cut
+        missing = record.count - len(index.samples) - index.bad_samples
+        if missing > 0:
             shard_problems.append(
                 Problem(
                     None,
-                    f"holds {record.count - lost} samples where the manifest has {record.count}: {lost} lost",
+                    f"holds {record.count - missing} samples where the manifest has {record.count}: "
+                    f"{missing} lost",
                 )
             )
-            skipped += lost
+            lost += missing
+        if index.empty and (changed or record.count):  # else accepted empty when the dataset was made
+            shard_problems.append(Problem(None, "holds no sample at all (an empty file or tar)"))
         for sample in index.samples:
             if not belongs(sample.key):
                 continue
             if wanted.get(sample.key):
-                shard_problems.append(
-                    Problem(sample.key, f"the key appears in another shard of split {split!r} too")
-                )
-                skipped += 1
+                problem = Problem(sample.key, f"the key appears in another shard of split {split!r} too")
+                problems.append(problem.describe(record.path))
+                damaged += 1
                 continue
             wanted[sample.key] = True
             keys.append(sample.key)
@@ -226,20 +264,22 @@ def open_pool(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error"
             meta = sample.meta or (-1, 0)
             spans.append([*sample.image, *sample.caption, *meta])
             extensions.append(IMAGE_EXTENSIONS.index(sample.image_extension))
-        problems += [p.describe(record.path) for p in shard_problems]
+        if changed:  # an unchanged shard holds only what the dataset was made with (docstring)
+            problems += [p.describe(record.path) for p in shard_problems]
     if split_is_subset:
-        missing = sorted(key for key, found in wanted.items() if not found)
-        problems += [f"split {split}: key {key!r} is missing from its shards" for key in missing]
-        skipped += len(missing)
+        absent = sorted(key for key, found in wanted.items() if not found)
+        problems += [f"split {split}: key {key!r} is missing from its shards" for key in absent]
+        lost += len(absent)
+    counts = LeftOut(len(keys), damaged, lost, empty_shards, truncated_shards)
     if problems and on_bad_sample == "error":
         raise BadSampleError(
             problem_report(
-                f"split {split!r} of {dataset.root}",
+                f"split {split!r} of {dataset.root} ({counts.describe()})",
                 problems,
-                f"`jestbench data validate {dataset.root}` checks every shard; to train without these samples, "
-                "pass --on-bad-sample skip (they are then left out and counted)",
+                advice.format(root=dataset.root),
             )
         )
+    dataset.record_left_out(split, counts)
     return SplitPool(
         dataset,
         split,
@@ -249,7 +289,7 @@ def open_pool(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error"
         spans,
         extensions,
         problems,
-        skipped,
+        counts,
     )
 
 

@@ -1,4 +1,4 @@
-"""Cached reference embeddings, attached to a split's samples by key (paper A.5, DESIGN §4-5).
+"""Cached reference embeddings, attached to a split's samples by key (paper A.5, docs/DESIGN.md §4–5).
 
 The reference model is fixed while the learner trains, so its embeddings of the raw pool are
 computed once and stored beside the dataset; each super-batch then carries them, aligned with its
@@ -7,8 +7,8 @@ reference and split::
 
     DIR/reference/<reference_hash>/<split>/
         meta.json    {"format": "jestbench-reference-cache", "version": 1, "reference_hash": ...,
-                      "tokenizer_hash": ..., "split": ..., "count": N, "dim": d,
-                      "scale": a, "bias": c, "dtype": "float32"}
+                      "weights_hash": ..., "tokenizer_hash": ..., "split": ..., "count": N,
+                      "dim": d, "scale": a, "bias": c, "dtype": "float32"}
         keys.json    the N sample keys, in row order
         image.npy    float32 (N, d): L2-normalised image embeddings
         text.npy     float32 (N, d): L2-normalised text embeddings
@@ -16,7 +16,9 @@ reference and split::
 ``scale`` is the reference's logit scale ``a`` (exponentiated) and ``bias`` its ``c``. The
 ``reference_hash`` names the trained reference (its config and weights, and through them its
 tokenizer); the tokenizer hash is stored as well, so that embeddings made with another tokenizer
-are refused even if a caller's reference hash forgot to cover it.
+are refused even if a caller's reference hash forgot to cover it. ``weights_hash`` is the hash of the
+weights that computed the embeddings (:func:`harness.reference_store.weights_hash`); the training loop
+refuses a cache whose weights hash is not its reference's (:func:`check_weights`).
 """
 
 from __future__ import annotations
@@ -56,9 +58,12 @@ def write_reference_cache(
     embeddings: Embeddings,
     reference_hash: str,
     split: str = "raw",
+    *,
+    weights_hash: str | None = None,
 ) -> Path:
     """Store a reference's embeddings of ``split``'s samples ``keys`` (rows aligned with
-    ``embeddings``), replacing any earlier cache for the same reference and split.
+    ``embeddings``), replacing any earlier cache for the same reference and split; ``weights_hash``
+    names the weights that computed them.
 
     Refuses keys that repeat or that the split does not hold, a row count that differs from the
     number of keys, and non-finite values. Returns the cache directory.
@@ -84,6 +89,7 @@ def write_reference_cache(
         "format": _FORMAT,
         "version": _VERSION,
         "reference_hash": reference_hash,
+        "weights_hash": weights_hash,
         "tokenizer_hash": dataset.tokenizer.hash,
         "split": split,
         "count": len(keys),
@@ -102,6 +108,25 @@ def write_reference_cache(
     shutil.rmtree(directory, ignore_errors=True)
     tmp.replace(directory)
     return directory
+
+
+def check_weights(
+    dataset: Dataset, reference_hash: str, weights_hash: str, rebuild: str, split: str = "raw"
+) -> None:
+    """Refuse the cache of ``reference_hash`` unless the weights that computed it hash to
+    ``weights_hash`` (the reference's own); ``rebuild`` is the command that makes it again."""
+    path = reference_cache_dir(dataset, reference_hash, split) / "meta.json"
+    try:
+        cached = json.loads(path.read_text()).get("weights_hash")
+    except (OSError, ValueError) as err:
+        raise ReferenceCacheError(
+            f"reference cache {path} is unreadable ({err}); rebuild it with `{rebuild}`"
+        ) from None
+    if cached != weights_hash:
+        raise ReferenceCacheError(
+            f"the cached embeddings in {path.parent} were computed by weights {cached or '(not recorded)'}, "
+            f"but reference {reference_hash} has weights {weights_hash}; rebuild them with `{rebuild}`"
+        )
 
 
 @dataclass(frozen=True)

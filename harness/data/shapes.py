@@ -8,6 +8,11 @@ distinct ones (thousands) for retrieval to mean something. The label for the hea
 the shape; colour, count, size and position are kept in the ``json`` metadata.
 
 Images are drawn at 4x resolution with PIL and reduced (anti-aliased), then stored as raw uint8.
+
+Two settings (docs/DATA.md, "Data settings"): ``shapes`` draws its curated split with a mild shift
+from the pool (darker backgrounds, 4 of the 6 templates) and records each sample's template and
+background in its ``json``; ``shapes-v1`` draws every split alike and writes exactly the samples it
+wrote before the settings were split.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from harness.data.build import BuildConfig, Builtin, CleanSample, sample_rng
+from harness.data.noise import NoiseConfig
 from harness.data.samples import ImageSpec
 
 _PLURALS = {"cross": "crosses"}
@@ -50,6 +56,11 @@ TEMPLATES = (
     "{position}: {count} {size} {colour} {shapes}",
     "{count} {shapes}, {size} and {colour}, {position}",
 )
+# The curated split of ``shapes``: the written-out templates only (every word of the terse two occurs
+# in them) and backgrounds from the darker half of the pool's range.
+CURATED_TEMPLATES = (1, 3, 4, 5)
+BACKGROUND_MAX = 70  # background channels are drawn from [0, BACKGROUND_MAX)
+CURATED_BACKGROUND_MAX = 35
 # Zero-shot prompts in the captions' own words, one shape of each class.
 ZERO_SHOT_TEMPLATES = ("one {}", "a photo of one {}", "one small {}", "one large {}")
 _SUPERSAMPLE = 4
@@ -82,15 +93,20 @@ class _Attributes:
 
 
 class ShapesSource:
-    """Clean ``shapes`` samples, each a pure function of (seed, split, index)."""
+    """Clean ``shapes`` samples, each a pure function of (seed, split, index); with ``shifted_curated``
+    the curated split's are drawn from the declared subset of templates and backgrounds."""
 
-    def __init__(self, seed: int, image_size: int) -> None:
+    def __init__(self, seed: int, image_size: int, *, shifted_curated: bool) -> None:
         self.seed = seed
+        self.shifted_curated = shifted_curated
         self.class_names = list(SHAPE_NAMES)
         self.zero_shot_templates = list(ZERO_SHOT_TEMPLATES)
         self.image = ImageSpec(image_size, 3)
 
-    def _attributes(self, rng: np.random.Generator) -> _Attributes:
+    def _shifted(self, split: str) -> bool:
+        return self.shifted_curated and split == "curated"
+
+    def _attributes(self, rng: np.random.Generator, split: str) -> _Attributes:
         count = int(rng.integers(1, 4))
         # A group does not fit in the centre, nor three large shapes side by side in a half.
         positions = list(POSITIONS) if count == 1 else list(POSITIONS)[:-1]
@@ -101,28 +117,38 @@ class ShapesSource:
             count=count,
             size=sizes[int(rng.integers(len(sizes)))],
             position=positions[int(rng.integers(len(positions)))],
-            template=int(rng.integers(len(TEMPLATES))),
+            template=(
+                CURATED_TEMPLATES[int(rng.integers(len(CURATED_TEMPLATES)))]
+                if self._shifted(split)
+                else int(rng.integers(len(TEMPLATES)))
+            ),
         )
 
     def caption(self, split: str, index: int) -> str:
-        return self._attributes(sample_rng(self.seed, split, index)).caption()
+        return self._attributes(sample_rng(self.seed, split, index), split).caption()
 
     def sample(self, split: str, index: int) -> CleanSample:
         rng = sample_rng(self.seed, split, index)
-        attributes = self._attributes(rng)  # drawn first: caption() sees the same draws
+        attributes = self._attributes(rng, split)  # drawn first: caption() sees the same draws
+        top = CURATED_BACKGROUND_MAX if self._shifted(split) else BACKGROUND_MAX
+        background = tuple(int(v) for v in rng.integers(0, top, 3))
+        metadata = attributes.metadata()
+        if self.shifted_curated:  # shapes-v1's json stays as it was
+            metadata.update(template=attributes.template, background=list(background))
         return CleanSample(
-            _render(attributes, self.image.size, rng),
+            _render(attributes, background, self.image.size, rng),
             attributes.caption(),
             attributes.shape,
-            attributes.metadata(),
+            metadata,
         )
 
 
-def _render(attributes: _Attributes, size: int, rng: np.random.Generator) -> np.ndarray:
+def _render(
+    attributes: _Attributes, background: tuple[int, ...], size: int, rng: np.random.Generator
+) -> np.ndarray:
     from PIL import Image, ImageDraw
 
     side = size * _SUPERSAMPLE
-    background = tuple(int(v) for v in rng.integers(0, 70, 3))
     canvas = Image.new("RGB", (side, side), background)
     draw = ImageDraw.Draw(canvas)
     radius = SIZES[attributes.size] * side
@@ -211,6 +237,22 @@ SHAPE_NAMES = tuple(_UNIT_OUTLINES)  # the class names; the label is the index
 
 SHAPES = Builtin(
     name="shapes",
-    defaults=BuildConfig(curated_size=4000, raw_size=40000, val_size=2000, eval_size=2000),
-    make_source=lambda config: ShapesSource(config.seed, config.image_size),
+    defaults=BuildConfig(curated_size=2000, raw_size=40000, val_size=2000, eval_size=2000),
+    make_source=lambda config: ShapesSource(config.seed, config.image_size, shifted_curated=True),
 )
+"""The default setting (docs/DATA.md, "Data settings"): groups of 4 redundant copies, a smaller
+curated split with a mild shift."""
+
+SHAPES_V1 = Builtin(
+    name="shapes-v1",
+    defaults=BuildConfig(
+        curated_size=4000,
+        raw_size=40000,
+        val_size=2000,
+        eval_size=2000,
+        noise=NoiseConfig(redundant_copies=None, redundant_sources=20),
+    ),
+    make_source=lambda config: ShapesSource(config.seed, config.image_size, shifted_curated=False),
+)
+"""The ablation: the setting before "Data settings" (copies of 20 images, curated from the pool's
+own distribution), sample for sample."""

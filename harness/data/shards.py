@@ -6,12 +6,15 @@ nothing, and lets several workers and nodes read disjoint samples of the same sh
 from a *shard index*, which is made from the bytes on disk and cached under the shard's sha256, so a
 changed shard is always indexed afresh.
 
-Indexing is where damage is found (DESIGN §5). Python's ``tarfile`` ends a shard silently at a tar
+Indexing is where damage is found (docs/DESIGN.md §5). Python's ``tarfile`` ends a shard silently at a tar
 header overwritten with garbage, so the index is built with ``ignore_zeros`` (which steps over
 unreadable blocks and finds the members after them) and every gap between members that holds non-zero
 bytes is reported; a shard that ends inside a member or without the tar end-of-archive marker is
-reported as truncated. Samples missing a field or holding an undecodable field are reported too.
-Every problem names the sample's key where one can be named.
+reported as truncated (the index records it as *cut*: whatever followed is lost, and only a manifest
+can say how much). A shard holding no sample at all — a 0-byte file, or a valid tar with no members —
+is *empty*, which is not damage but is reported as such by the loader. Samples missing a field or
+holding an undecodable field are reported too. Every problem names the sample's key where one can be
+named.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from harness.data.samples import (
 )
 
 _INDEX_FORMAT = "jestbench-shard-index"
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2
 _BLOCK = tarfile.BLOCKSIZE
 
 
@@ -77,16 +80,23 @@ class Problem:
 @dataclass
 class ShardIndex:
     """The readable samples of one shard (in tar order) and its problems, for the bytes whose
-    sha256 is ``sha256``. ``bad_samples`` counts samples that exist but cannot be used."""
+    sha256 is ``sha256``. ``bad_samples`` counts samples that exist but cannot be used; ``cut`` says
+    the shard ends early or cannot be read to its end, so that samples after the damage are lost."""
 
     sha256: str
     size: int
     samples: list[SampleEntry]
     problems: list[Problem] = field(default_factory=list)
+    cut: bool = False
 
     @property
     def bad_samples(self) -> int:
         return len({p.key for p in self.problems if p.key is not None})
+
+    @property
+    def empty(self) -> bool:
+        """Whether the shard holds no sample at all, not even a damaged one."""
+        return not self.samples and not self.problems and not self.cut
 
     def to_json(self) -> str:
         return json.dumps(
@@ -97,6 +107,7 @@ class ShardIndex:
                 "size": self.size,
                 "samples": [s.to_row() for s in self.samples],
                 "problems": [[p.key, p.reason] for p in self.problems],
+                "cut": self.cut,
             },
             separators=(",", ":"),
         )
@@ -111,6 +122,7 @@ class ShardIndex:
             data["size"],
             [SampleEntry.from_row(row) for row in data["samples"]],
             [Problem(key, reason) for key, reason in data["problems"]],
+            bool(data["cut"]),
         )
 
 
@@ -235,18 +247,20 @@ def scan_shard(path: Path, sha256: str, *, check: bool = True) -> ShardIndex:
     """
     size = path.stat().st_size
     with open(path, "rb") as f:
-        members, problems = _walk(f, size)
+        members, problems, cut = _walk(f, size)
         samples = _group(members, problems, _field_checker(f) if check else None)
-    return ShardIndex(sha256, size, samples, problems)
+    return ShardIndex(sha256, size, samples, problems, cut)
 
 
-def _walk(f: io.BufferedReader, size: int) -> tuple[list[_Member], list[Problem]]:
-    """The tar members of a shard, stepping over damage.
+def _walk(f: io.BufferedReader, size: int) -> tuple[list[_Member], list[Problem], bool]:
+    """The tar members of a shard, stepping over damage, and whether the shard is cut short.
 
     Damage is pinned on the members next to it: a member lost to an overwritten header belonged to
     the sample before the gap or the one after it, so both are suspect; a shard cut short taints its
     last sample, which may have lost trailing fields.
     """
+    if size == 0:
+        return [], [], False  # empty: no sample, and nothing damaged
     members: list[_Member] = []
 
     def holds_data(start: int, end: int) -> bool:
@@ -259,7 +273,7 @@ def _walk(f: io.BufferedReader, size: int) -> tuple[list[_Member], list[Problem]
     try:
         tar = tarfile.open(fileobj=f, mode="r:", ignore_zeros=True)  # noqa: SIM115 - f is closed by the caller
     except tarfile.ReadError as err:
-        return [], [Problem(None, f"not a readable tar file ({err})")]
+        return [], [Problem(None, f"not a readable tar file ({err})")], True
     expected = 0  # where the next header should start
     gap: str | None = None
     while True:
@@ -286,21 +300,28 @@ def _walk(f: io.BufferedReader, size: int) -> tuple[list[_Member], list[Problem]
         gap = None
     if not members:
         if holds_data(0, size):
-            return [], [Problem(None, "no tar member can be read: the file is damaged or not a tar file")]
-        return [], []
+            return (
+                [],
+                [Problem(None, "no tar member can be read: the file is damaged or not a tar file")],
+                True,
+            )
+        return [], [], False
+    cut = any(m.span[0] + m.span[1] > size for m in members)
     if members[-1].damage is None:
         if expected < size and holds_data(expected, size):
+            cut = True
             members[-1].damage = (
                 f"unreadable bytes from byte {expected} to the end of the shard, {where()}: a damaged or "
                 "cut-off tar header; this sample may have lost fields and whatever followed is lost"
             )
         elif expected >= size:
             # A complete tar ends in zero blocks; without them the file was cut after its last member.
+            cut = True
             members[-1].damage = (
                 "the shard ends after this sample without the tar end-of-archive marker: it was truncated, "
                 "this sample may have lost fields and whatever followed is lost"
             )
-    return members, []
+    return members, [], cut
 
 
 def _field_checker(f: io.BufferedReader) -> Callable[[dict[str, tuple[int, int]], str], None]:

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.data.dataset import Dataset
+from harness.data.dataset import Dataset, LeftOut
 from harness.data.errors import DataError
-from harness.data.pool import OnBadSample, open_pool
+from harness.data.pool import TRAINING_ADVICE, OnBadSample, open_pool
 from harness.data.reference_cache import ReferenceCache
 from strategies import Embeddings
 
@@ -73,7 +73,7 @@ class SuperBatchStream:
         start: super-batches already consumed (a resumed run passes how many it trained on).
         workers: loader processes (0 reads in this process; on 2 cores, 0 is usually best).
         on_bad_sample: ``"error"`` refuses a split with damaged samples, naming each; ``"skip"``
-            leaves them out of the pool and counts them in :attr:`skipped`.
+            leaves them out of the pool and counts them in :attr:`left_out`.
         rank, world_size: this process's share in a distributed run.
         reference_hash: attach the cached embeddings of this reference (see
             :mod:`harness.data.reference_cache`); every sample must have them.
@@ -135,8 +135,13 @@ class SuperBatchStream:
 
     @property
     def skipped(self) -> int:
-        """Damaged samples left out of the pool (only with ``on_bad_sample="skip"``)."""
+        """Samples left out of the pool, damaged or lost (see :attr:`left_out`)."""
         return self.pool.skipped
+
+    @property
+    def left_out(self) -> LeftOut:
+        """What the split's pool left out, by cause (damaged, lost, empty and truncated shards)."""
+        return self.pool.left_out
 
     @property
     def problems(self) -> list[str]:
@@ -214,7 +219,8 @@ def _as_is(batch: Any) -> Any:
 class SplitData:
     """A whole (small) split in memory, for evaluation: aligned ``images`` uint8 ``(N, C, H, W)``,
     ``tokens`` long ``(N, L)``, ``labels`` long ``(N,)`` (None when the dataset has no labels),
-    ``class_names`` (None when unnamed), ``keys``, ``captions`` and ``noise``."""
+    ``class_names`` (None when unnamed), ``keys``, ``captions`` and ``noise``; ``left_out`` says what
+    reading it left out."""
 
     images: torch.Tensor
     tokens: torch.Tensor
@@ -223,14 +229,19 @@ class SplitData:
     keys: list[str]
     captions: list[str]
     noise: list[str]
+    left_out: LeftOut
 
     def __len__(self) -> int:
         return len(self.keys)
 
 
-def load_split(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error") -> SplitData:
-    """Read all of ``split`` (in pool order: shard by shard, tar order) for evaluation."""
-    pool = open_pool(dataset, split, on_bad_sample)
+def load_split(
+    dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error", *, advice: str = TRAINING_ADVICE
+) -> SplitData:
+    """Read all of ``split`` (in pool order: shard by shard, tar order) for evaluation; ``advice``
+    is what a refusal tells the user to do (:data:`harness.data.pool.EVALUATION_ADVICE` for a split
+    that must be read whole)."""
+    pool = open_pool(dataset, split, on_bad_sample, advice=advice)
     samples = pool.read(np.arange(len(pool)))
     pool.close()
     return SplitData(
@@ -241,4 +252,5 @@ def load_split(dataset: Dataset, split: str, on_bad_sample: OnBadSample = "error
         keys=samples.keys,
         captions=samples.captions,
         noise=samples.noise,
+        left_out=pool.left_out,
     )

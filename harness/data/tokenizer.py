@@ -1,22 +1,25 @@
-"""A word-level tokenizer built from a dataset's training captions.
+"""A byte-level BPE tokenizer trained on a dataset's own texts with Hugging Face ``tokenizers``.
 
-Word-level rather than byte-level because the text tower's cost grows with the sequence length: a
-caption such as "two small red triangles on the left" is 7 word tokens against 36 bytes, so a small
-context length holds whole captions. It is built from the captions of the training splits (curated
-and raw), saved as ``tokenizer.json`` inside the dataset and never downloaded. Its hash covers every
-rule and the vocabulary, so that anything derived from token ids (a trained reference, cached
-reference embeddings) can say which tokenizer it was made with.
+Byte-level BPE (GPT-2's scheme; CLIP uses BPE too, SigLIP a SentencePiece model) rather than a word
+list: any text encodes, nothing becomes an unknown token, so a class name that never occurs in the
+captions still encodes to pieces of its own and two different names never encode alike (the word
+tokenizer this replaces mapped such names to one ``<unk>`` and collapsed their zero-shot prompts).
+It is trained when a dataset is built, on the captions of the training splits (curated and raw), the
+class names and the zero-shot prompts, and saved as the dataset's ``tokenizer.json`` — the file
+``tokenizers.Tokenizer.from_file`` reads — never downloaded. Texts are NFC-normalised and
+lower-cased; the vocabulary stops growing at ``vocab_size`` ids or when no pair of pieces occurs
+``min_frequency`` times, so templated captions become one id per word (a shapes caption is about 8
+ids, which keeps the text tower's sequence, and its cost, short).
 
-Ids: 0 is padding, 1 stands for any word not in the vocabulary (rare words such as file names in web
-captions), words follow from 2, most frequent first.
+Ids: 0 is padding (``<pad>``), then the 256 byte symbols, then the merges. The hash is that of the
+saved file, so anything derived from token ids (a trained reference, cached reference embeddings)
+can say which tokenizer it was made with.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-from collections import Counter
+import os
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -25,64 +28,75 @@ import torch
 
 from harness.data.errors import DataError
 
+# Loader workers are forked after a dataset is opened; the Rust thread pool must not be in use then
+# (tokenizers would warn and disable it anyway). Training on a dataset's captions takes about a second.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
 PAD_ID = 0
-UNKNOWN_ID = 1
-_SPECIAL = ("<pad>", "<unk>")
-_FORMAT = "jestbench-word-tokenizer"
-_VERSION = 1
-# Lower-cased words (letters, digits, underscore) and single punctuation marks.
-_PATTERN = r"\w+|[^\w\s]"
-_WORDS = re.compile(_PATTERN)
+PAD = "<pad>"
+DEFAULT_VOCAB_SIZE = 8192
+DEFAULT_MIN_FREQUENCY = 2
 
 
-def split_words(text: str) -> list[str]:
-    """The words of ``text`` as the tokenizer sees them: lower-cased, punctuation split off."""
-    return _WORDS.findall(text.lower())
-
-
-class WordTokenizer:
-    """Maps captions to word ids; see the module docstring for the id layout.
+class BpeTokenizer:
+    """Maps texts to token ids; see the module docstring for the scheme and the id layout.
 
     Args:
-        words: the vocabulary, without the two special tokens, in id order (id = position + 2).
+        serialized: the tokenizer as ``tokenizers`` serialises it (the content of ``tokenizer.json``).
     """
 
-    def __init__(self, words: Sequence[str]) -> None:
-        if len(set(words)) != len(words) or any(w in _SPECIAL for w in words):
-            raise DataError("tokenizer vocabulary has duplicate words or reuses <pad>/<unk>")
-        self.words: tuple[str, ...] = tuple(words)
-        self._ids = {word: i + len(_SPECIAL) for i, word in enumerate(self.words)}
-        self.hash = hashlib.sha256(json.dumps(self._config(), sort_keys=True).encode()).hexdigest()[:16]
-        # Captions repeat a lot (templates, web boilerplate): memoise the split-and-lookup per text.
+    def __init__(self, serialized: str) -> None:
+        try:
+            self._tokenizer = Tokenizer.from_str(serialized)
+        except Exception as err:  # tokenizers raises a bare Exception for malformed JSON
+            raise DataError(f"not a tokenizers tokenizer ({err}); rebuild the dataset") from None
+        if self._tokenizer.token_to_id(PAD) != PAD_ID:
+            raise DataError(f"the tokenizer's id {PAD_ID} is not {PAD}; rebuild the dataset")
+        self._serialized = serialized
+        self.hash = hashlib.sha256(serialized.encode()).hexdigest()[:16]
+        # Captions repeat a lot (templates, web boilerplate): memoise the encoding per text.
         self._text_ids = lru_cache(maxsize=1 << 16)(self._lookup)
 
-    def __reduce__(self) -> tuple[type[WordTokenizer], tuple[tuple[str, ...]]]:
-        # The memo is a closure; pickle the vocabulary (loader workers started by spawn get a copy).
-        return (WordTokenizer, (self.words,))
+    def __reduce__(self) -> tuple[type[BpeTokenizer], tuple[str]]:
+        # The memo is a closure; pickle the serialised form (loader workers started by spawn get a copy).
+        return (BpeTokenizer, (self._serialized,))
+
+    @classmethod
+    def train(
+        cls,
+        texts: Iterable[str],
+        *,
+        vocab_size: int = DEFAULT_VOCAB_SIZE,
+        min_frequency: int = DEFAULT_MIN_FREQUENCY,
+    ) -> BpeTokenizer:
+        """Train on ``texts`` (deterministic: the same texts give the same file and hash)."""
+        if vocab_size <= 257 or min_frequency < 1:
+            raise DataError(
+                f"tokenizer needs vocab-size > 257 (padding and the 256 bytes) and min-frequency >= 1; "
+                f"got {vocab_size}, {min_frequency}"
+            )
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=[PAD],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tokenizer.train_from_iterator(texts, trainer)
+        return cls(tokenizer.to_str())
 
     @property
     def vocab_size(self) -> int:
-        """Number of ids, special tokens included: the text tower's embedding table size."""
-        return len(self.words) + len(_SPECIAL)
-
-    @classmethod
-    def build(cls, captions: Iterable[str], *, min_count: int = 2, max_size: int = 16384) -> WordTokenizer:
-        """A vocabulary of the words seen at least ``min_count`` times, at most ``max_size`` ids.
-
-        ``min_count=2`` keeps one-off strings (file names, numbers in web boilerplate) out of the
-        vocabulary: they become the unknown id. Ties in frequency are broken alphabetically so the
-        same captions always give the same tokenizer.
-        """
-        if min_count < 1 or max_size <= len(_SPECIAL):
-            raise DataError(
-                f"tokenizer needs min_count >= 1 and max_size > {len(_SPECIAL)}; got {min_count}, {max_size}"
-            )
-        counts = Counter(word for caption in captions for word in split_words(caption))
-        ranked = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
-        return cls(ranked[: max_size - len(_SPECIAL)])
+        return int(self._tokenizer.get_vocab_size())
 
     def _lookup(self, text: str) -> tuple[int, ...]:
-        return tuple(self._ids.get(word, UNKNOWN_ID) for word in split_words(text))
+        return tuple(self._tokenizer.encode(text, add_special_tokens=False).ids)
 
     def token_count(self, text: str) -> int:
         """How many ids ``text`` becomes before padding or truncation."""
@@ -103,41 +117,21 @@ class WordTokenizer:
         return torch.tensor(padded, dtype=torch.long).reshape(len(texts), context_length), truncated
 
     def decode(self, ids: Iterable[int]) -> str:
-        """The words of ``ids`` joined by spaces, padding dropped (for inspection and tests)."""
-        vocab = (*_SPECIAL, *self.words)
-        return " ".join(vocab[i] for i in ids if i != PAD_ID)
+        """The text of ``ids`` (normalised: lower-cased), padding dropped (for inspection and tests)."""
+        return str(self._tokenizer.decode([i for i in ids if i != PAD_ID])).strip()
 
-    def _config(self) -> dict[str, object]:
-        return {
-            "format": _FORMAT,
-            "version": _VERSION,
-            "pattern": _PATTERN,
-            "lowercase": True,
-            "special": list(_SPECIAL),
-            "words": list(self.words),
-        }
+    def pieces(self, text: str) -> list[str]:
+        """The pieces ``text`` is cut into (byte-level symbols: ``Ġ`` marks a leading space)."""
+        return list(self._tokenizer.encode(text, add_special_tokens=False).tokens)
 
     def save(self, path: Path) -> None:
-        """Write ``tokenizer.json`` (the rules, the vocabulary and the hash)."""
-        path.write_text(json.dumps({**self._config(), "hash": self.hash}, indent=0) + "\n")
+        """Write ``tokenizer.json`` (the file ``tokenizers.Tokenizer.from_file`` reads)."""
+        path.write_text(self._serialized)
 
     @classmethod
-    def load(cls, path: Path) -> WordTokenizer:
-        """Read a tokenizer saved by :meth:`save`, refusing one written under other rules."""
+    def load(cls, path: Path) -> BpeTokenizer:
+        """Read a tokenizer saved by :meth:`save`."""
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as err:
+            return cls(path.read_text())
+        except OSError as err:
             raise DataError(f"cannot read tokenizer {path}: {err}; rebuild the dataset") from None
-        tokenizer = cls(data.get("words", []))
-        if data.get("format") != _FORMAT or tokenizer._config() != {
-            k: data.get(k) for k in tokenizer._config()
-        }:
-            raise DataError(
-                f"{path} was written by another tokenizer version or edited; rebuild the dataset "
-                "(`jestbench data build ...`)"
-            )
-        if data.get("hash") != tokenizer.hash:
-            raise DataError(
-                f"{path}: stored hash {data.get('hash')} does not match its vocabulary ({tokenizer.hash})"
-            )
-        return tokenizer

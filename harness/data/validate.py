@@ -52,10 +52,10 @@ def validate_dataset(dataset: Dataset) -> list[SplitReport]:
             pool = open_pool(dataset, split, "skip")
             report.samples = len(pool)
             report.problems += pool.problems
-            damaged = dataset.manifest["splits"][split].get("damaged", [])
-            if damaged:
+            if pool.left_out.anything:
                 report.notes.append(
-                    f"{len(damaged)} damaged sample(s) were left out when the dataset was made (see manifest.json)"
+                    f"left out: {pool.left_out.describe()}"
+                    + ("" if pool.problems else " (as when the dataset was made: see manifest.json)")
                 )
             report.problems += _check_references(dataset, split, set(pool.keys))
             reports.append(report)

@@ -1,5 +1,5 @@
-"""Leaderboards from run files: a ranked table, the paper's speedups against uniform, what each
-strategy selected, figures, and a self-contained web page (DESIGN §7, docs/RESULTS.md).
+"""Leaderboards from run files: a ranked table, each configuration tested against uniform, the paper's
+speedups, what each strategy selected, figures, and a self-contained web page (docs/RESULTS.md).
 
 The suite runner and ``jestbench leaderboard`` call :func:`render_leaderboard` with the rows that
 :func:`harness.results.read_runs` read; :func:`build_leaderboard` is the same leaderboard as data.

@@ -17,11 +17,15 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from harness.data import NOISE_KINDS
-from harness.leaderboard.table import Leaderboard, strategy_label
+from harness.data import RECORDED_NOISE_KINDS
+from harness.leaderboard.columns import pool_kinds
+from harness.leaderboard.stats import TARGET_FRACTIONS
+from harness.leaderboard.table import Leaderboard, strategy_label, target_column
 
 # One colour per noise kind, from clean (green) to unlearnable (grey): the reading order of a bar.
-_NOISE_COLOURS = dict(zip(NOISE_KINDS, ("#2e7d32", "#9ccc65", "#ef6c00", "#fbc02d", "#9e9e9e"), strict=True))
+_NOISE_COLOURS = dict(
+    zip(RECORDED_NOISE_KINDS, ("#2e7d32", "#9ccc65", "#ef6c00", "#fbc02d", "#9e9e9e", "#5c6bc0"), strict=True)
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,15 @@ def _score_curves(board: Leaderboard, axis: str, xlabel: str, path: Path) -> Non
             )
     for row in rows:
         if row["baseline"] == row["config_key"]:
-            ax.axhline(row["score"], color="black", linestyle=":", linewidth=1, label="uniform's final score")
+            for fraction in TARGET_FRACTIONS:
+                final = fraction == 1
+                ax.axhline(
+                    row[target_column(fraction)],
+                    color="black" if final else "grey",
+                    linestyle=":",
+                    linewidth=1 if final else 0.8,
+                    label="uniform's final score" if final else f"{100 * fraction:.0f}% of the way to it",
+                )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(f"mean score ({board.split} split)")
     ax.grid(alpha=0.3)
@@ -77,9 +89,10 @@ def _selection(board: Leaderboard, path: Path) -> None:
     figure = Figure(figsize=(11, height))
     bars, repeats = figure.subplots(1, 2, width_ratios=(3, 1), sharey=True)
     positions = np.arange(len(rows))
+    kinds = pool_kinds(board.table)
     for offset, prefix, hatch in ((-0.2, "selected", None), (0.2, "super", "//")):
         left = np.zeros(len(rows))
-        for kind in NOISE_KINDS:
+        for kind in kinds:
             share = np.nan_to_num(np.array([row[f"{prefix}_{kind}"] for row in rows], dtype=float))
             bars.barh(
                 positions + offset,
@@ -97,7 +110,7 @@ def _selection(board: Leaderboard, path: Path) -> None:
     bars.set_xlim(0, 1)
     bars.set_xlabel("share of examples (upper bar: selected; lower, hatched: super-batches)")
     bars.legend(
-        loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=len(NOISE_KINDS), fontsize=8, frameon=False
+        loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=max(1, len(kinds)), fontsize=8, frameon=False
     )
     for offset, column, name in (
         (-0.2, "selected_repeats_per_batch", "selected"),
@@ -124,13 +137,15 @@ def draw_figures(board: Leaderboard, directory: Path) -> list[FigureFile]:
             directory / "score_vs_flops.png",
             "Score against FLOPs spent",
             f"Mean score on the {board.split} split against FLOPs spent (training, scoring and per-step "
-            f"reference; 1 multiply-add = 1 FLOP); {band}. The dotted line is uniform's final score: "
-            "where a curve crosses it is what the FLOPs speedup measures.",
+            f"reference; 1 multiply-add = 1 FLOP); {band}. The black dotted line is uniform's final score, "
+            "the grey ones 75% and 50% of the way to it from its first evaluation: where a mean curve first "
+            "crosses one, against where uniform's first does, is what the FLOPs speedup at that target "
+            "measures.",
         ),
         FigureFile(
             directory / "score_vs_examples.png",
             "Score against examples seen",
-            f"Mean score on the {board.split} split against examples trained on; {band}.",
+            f"Mean score on the {board.split} split against examples trained on; {band}; the dotted lines are the speedups' targets, as above.",
         ),
         FigureFile(
             directory / "selection.png",

@@ -16,14 +16,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from harness import __version__
-from harness.leaderboard.columns import COMPUTE, SCORES, SELECTION, Column, flops, identity
+from harness.leaderboard.columns import COMPUTE, SCORES, SPEEDUPS, Column, flops, identity, selection
 from harness.leaderboard.figures import FigureFile, draw_figures
-from harness.leaderboard.stats import BOOTSTRAP_SAMPLES
-from harness.leaderboard.table import Leaderboard, build_leaderboard, strategy_label
+from harness.leaderboard.mechanism import MechanismSection, mechanism_section
+from harness.leaderboard.stats import TARGET_FRACTIONS
+from harness.leaderboard.table import Leaderboard, build_leaderboard, strategy_label, target_column
 from harness.results import Results
 from harness.staging import staged_directory
 from harness.workdir import checked_name
@@ -57,12 +59,18 @@ class _Section:
     columns: tuple[Column, ...]
 
 
+def manifest_of(directory: Path) -> dict[str, Any]:
+    """The manifest of the leaderboard in ``directory``; empty if it holds none."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) and manifest.get("kind") == MANIFEST_KIND else {}
+
+
 def is_leaderboard(directory: Path) -> bool:
     """Whether ``directory`` holds a rendered leaderboard (its manifest says so)."""
-    try:
-        return bool(json.loads((directory / MANIFEST).read_text()).get("kind") == MANIFEST_KIND)
-    except (OSError, ValueError, AttributeError):
-        return False
+    return bool(manifest_of(directory))
 
 
 def _sections(table: pd.DataFrame) -> list[_Section]:
@@ -71,8 +79,18 @@ def _sections(table: pd.DataFrame) -> list[_Section]:
         _Section(
             "leaderboard",
             "Leaderboard",
-            "Final scores at the budget, and the paper's speedups against uniform.",
+            "Final scores at the budget, each against uniform's by a paired test over seeds, and the "
+            "paper's speedups against uniform at uniform's final score.",
             (*names, *SCORES),
+        ),
+        _Section(
+            "speedups",
+            "Speedups at three targets",
+            "The speedups at uniform's final mean score and at two lower targets, 75% and 50% of the way "
+            "to it from uniform's first evaluation (the untrained model): cost for uniform's mean curve to "
+            "first reach the target over cost for this configuration's. Uniform is 1.00× at each by "
+            "construction.",
+            (*names[:3], *SPEEDUPS),
         ),
         _Section(
             "compute",
@@ -86,7 +104,7 @@ def _sections(table: pd.DataFrame) -> list[_Section]:
             "Noise composition of the selected batches against the super-batches they came from, and "
             "repeated captions per batch (joint selection should hold fewer in-batch duplicates than "
             "independent top-k at the same clean share).",
-            (*names[:3], *SELECTION),
+            (*names[:3], *selection(table)),
         ),
     ]
 
@@ -100,22 +118,25 @@ def _facts(board: Leaderboard) -> list[tuple[str, str]]:
     """The header: what every number rests on, stated once."""
     table = board.table
     budget = _common(table["budget_flops"])
+    asked = _common(table["budget"])
+    if budget not in (None, "nan"):
+        budget_line = f"{flops(float(budget)).text} FLOPs per run (asked as {asked or 'different budgets'})"
+    elif asked and asked.endswith("examples"):  # the equal-examples track: no FLOP amount
+        budget_line = f"{asked} trained per run, whatever each spent in FLOPs"
+    else:
+        budget_line = "differs between configurations (see the budget column)"
     seeds = sorted({int(s) for seeds in table["seeds"] for s in seeds.split()})
     counts = sorted(set(table["n_seeds"]))
     dataset = _common(table["dataset"] + " (content id " + table["dataset_id"] + ")")
     b = _common(table["b"])
+    tested = int(table["vs_uniform_p_holm"].notna().sum())
     return [
         (
             "FLOPs",
             "counted by fvcore: 1 multiply-add = 1 FLOP. A training step costs 3x the forward pass; "
             "scoring passes and score products are charged to the budget; evaluation is not.",
         ),
-        (
-            "Budget",
-            f"{flops(float(budget)).text} FLOPs per run (asked as {_common(table['budget']) or 'different budgets'})"
-            if budget
-            else "differs between configurations (see the budget column)",
-        ),
+        ("Budget", budget_line),
         ("Seeds", f"{', '.join(map(str, seeds))}; per configuration n = {', '.join(map(str, counts))}"),
         ("Dataset", dataset or "differs between configurations (see the dataset column)"),
         ("Preset", _common(table["preset"]) or "differs between configurations (see the preset column)"),
@@ -127,22 +148,58 @@ def _facts(board: Leaderboard) -> list[tuple[str, str]]:
             "b, budget and optimiser",
         ),
         (
-            "Intervals",
-            "scores: 95% Student-t interval over seeds (none with one seed); speedups: 95% percentile "
-            f"bootstrap over seeds ({BOOTSTRAP_SAMPLES:,} samples; the strategy's and uniform's seeds "
-            "resampled independently; none unless both have two or more seeds)",
+            "Intervals and tests",
+            "scores: 95% Student-t interval over seeds (none with one seed). Against uniform: a paired "
+            "t-test over seeds on the final-score differences (Welch's t-test where the seed sets differ), "
+            f"Holm–Bonferroni-adjusted over the {tested} configurations compared; 'better' or 'worse' only "
+            "below an adjusted 0.05. Speedups: point estimates on the mean curves, without interval (docs/RESULTS.md says why)",
         ),
+        ("Speedup targets", _targets(table)),
     ]
+
+
+def _targets(table: pd.DataFrame) -> str:
+    """The speedups' targets, with their scores when every row has the same baseline."""
+    rule = (
+        "uniform's final mean score, and "
+        + " and ".join(f"{100 * f:.0f}%" for f in TARGET_FRACTIONS if f != 1)
+        + " of the way to it from uniform's first evaluation (the untrained model)"
+    )
+    start = _common(table["target_start"].round(8))
+    goals = [_common(table[target_column(f)].round(8)) for f in TARGET_FRACTIONS]
+    if start is None or start == "nan" or None in goals:
+        return f"{rule}; their scores differ between baselines (leaderboard.csv)"
+    shown = ", ".join(
+        f"{100 * f:.0f}%: {float(g):.4f}" for f, g in zip(TARGET_FRACTIONS, goals, strict=True) if g
+    )
+    return f"{rule}, which scored {float(start):.4f}; scores {shown}"
 
 
 WHAT_IT_SHOWS = (
     "Every configuration had the same FLOP budget, with selection's scoring passes charged to it, and "
     "is ranked by its final score on held-out data. A strategy whose selection costs more compute than "
     "it saves ends below uniform and has a FLOPs speedup under 1×: it is reported as losing, not "
-    "excused. The table does not show other budgets, datasets or model sizes, wall-clock speed (listed "
-    "for reference only: it depends on the machine), or differences smaller than the intervals; with "
-    "one seed there is no interval at all."
+    "excused. A strategy is called better or worse than uniform only where the paired test over seeds, "
+    "corrected for the number of strategies compared, separates the two; otherwise the table says "
+    "'not separable', whatever the ranks. It does not show other budgets, datasets or model sizes, or "
+    "wall-clock speed (listed for reference only: it depends on the machine); with one seed there is "
+    "no interval and no test."
 )
+# The same for a leaderboard whose runs all had a budget in trained examples (the equal-examples track).
+WHAT_IT_SHOWS_EXAMPLES = (
+    "Every configuration trained on the same number of examples, whatever its steps cost in FLOPs, and "
+    "is ranked by its final score on held-out data (the JEST paper's Fig. 2-3 axis). A strategy that "
+    "ranks high here may still lose at equal FLOPs: its FLOPs columns say what it spent. The table does "
+    "not show other budgets, datasets or model sizes, wall-clock speed (listed for reference only: it "
+    "depends on the machine), or differences smaller than the intervals; with one seed there is no "
+    "interval at all."
+)
+
+
+def what_it_shows(board: Leaderboard) -> str:
+    """The paragraph saying what the table shows: for equal FLOPs, or for equal trained examples."""
+    examples = board.table["budget"].astype(str).str.endswith("examples").all()
+    return WHAT_IT_SHOWS_EXAMPLES if examples else WHAT_IT_SHOWS
 
 
 def _left_out(results: Results) -> pd.DataFrame:
@@ -169,13 +226,21 @@ def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
     return lines
 
 
-def markdown(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, note: str | None) -> str:
-    """leaderboard.md: header, the three tables, figures (linked), runs left out, columns, provenance."""
+def markdown(
+    board: Leaderboard,
+    figures: Sequence[FigureFile],
+    *,
+    title: str,
+    note: str | None,
+    mechanism: MechanismSection | None = None,
+) -> str:
+    """leaderboard.md: header, the three tables, the mechanism check, figures (linked), runs left
+    out, columns, provenance."""
     lines = [f"# {title}", ""]
     if note:
         lines += [f"*{note}*", ""]
     lines += [f"- **{name}**: {text}" for name, text in _facts(board)]
-    lines += ["", WHAT_IT_SHOWS, ""]
+    lines += ["", what_it_shows(board), ""]
     sections = _sections(board.table)
     records = [row for _, row in board.table.iterrows()]
     for section in sections:
@@ -185,6 +250,8 @@ def markdown(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, n
             [[c.cell(row).text for c in section.columns] for row in records],
         )
         lines.append("")
+    if mechanism is not None:
+        lines += mechanism.markdown()
     lines += ["## Figures", ""]
     for figure in figures:
         lines += [f"![{figure.title}](figures/{figure.path.name})", "", figure.caption, ""]
@@ -300,7 +367,14 @@ def _text_class(column: Column, rows: Sequence[pd.Series]) -> str:
     return ' class="text"' if any(isinstance(s, str) for s in sorts) else ""
 
 
-def html_page(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, note: str | None) -> str:
+def html_page(
+    board: Leaderboard,
+    figures: Sequence[FigureFile],
+    *,
+    title: str,
+    note: str | None,
+    mechanism: MechanismSection | None = None,
+) -> str:
     """leaderboard.html: one self-contained page (no network requests, enforced by its CSP)."""
     e = html.escape
     sections = _sections(board.table)
@@ -320,7 +394,7 @@ def html_page(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, 
         '<dl class="facts">' + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in _facts(board)) + "</dl>"
     )
     parts.append(
-        f"<p>{e(WHAT_IT_SHOWS)}</p><p>Click a column header to sort by it; hover it for what it means.</p>"
+        f"<p>{e(what_it_shows(board))}</p><p>Click a column header to sort by it; hover it for what it means.</p>"
     )
     for section in sections:
         parts += [
@@ -328,6 +402,8 @@ def html_page(board: Leaderboard, figures: Sequence[FigureFile], *, title: str, 
             f"<p>{e(section.intro)}</p>",
             _html_table(section.id, section.columns, records),
         ]
+    if mechanism is not None:
+        parts.append(mechanism.html())
     parts.append("<h2>Figures</h2>")
     for figure in figures:
         data = base64.b64encode(figure.path.read_bytes()).decode("ascii")
@@ -404,12 +480,20 @@ def write_leaderboard(
     """Write a built leaderboard's files into ``out_dir`` (replaced whole; see :func:`render_leaderboard`)."""
     with staged_directory(out_dir, replaceable=is_leaderboard, what="a leaderboard") as staging:
         figures = draw_figures(board, staging / "figures")
-        (staging / "leaderboard.md").write_text(markdown(board, figures, title=title, note=note))
-        (staging / "leaderboard.html").write_text(html_page(board, figures, title=title, note=note))
+        mechanism = mechanism_section(board, staging / "figures")
+        (staging / "leaderboard.md").write_text(
+            markdown(board, figures, title=title, note=note, mechanism=mechanism)
+        )
+        (staging / "leaderboard.html").write_text(
+            html_page(board, figures, title=title, note=note, mechanism=mechanism)
+        )
         board.table.to_csv(staging / "leaderboard.csv", index=False)
         board.results.rows.to_csv(staging / "rows.csv", index=False)
         names = ["leaderboard.md", "leaderboard.html", "leaderboard.csv", "rows.csv"]
         names += [f"figures/{f.path.name}" for f in figures]
+        if mechanism is not None:
+            mechanism.csv().to_csv(staging / "mechanism.csv", index=False)
+            names += ["mechanism.csv", *(f"figures/{f.path.name}" for f in mechanism.figures)]
         manifest = _manifest(board, title=title, note=note, files=names)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return LeaderboardFiles(

@@ -1,4 +1,4 @@
-"""The learner and reference models: a FlexiViT image tower and a text transformer (DESIGN §2).
+"""The learner and reference models: a FlexiViT image tower and a text transformer (docs/DESIGN.md §2).
 
 ``build_model(preset, vocab_size=..., ...)`` makes a :class:`DualEncoder`; :data:`PRESETS` lists the
 configurations (``tiny`` for tests, ``small`` for the 2-core leaderboard, ``B/16`` for FLOP

@@ -1,6 +1,6 @@
 """Model configurations and the named presets.
 
-A :class:`ModelConfig` fixes every size of the dual encoder (DESIGN §2): a FlexiViT image tower that
+A :class:`ModelConfig` fixes every size of the dual encoder (docs/DESIGN.md §2): a FlexiViT image tower that
 runs at two patch sizes (``patch_size`` for training and evaluation, ``coarse_patch_size`` for
 Flexi-JEST's approximate scoring, paper §3.3) and a text transformer. Sizes that belong to the data
 (image size, channels, vocabulary, context length) are overridden by :func:`preset_config`'s

@@ -1,5 +1,5 @@
 """The dual encoder: FlexiViT image tower, text tower, and the learnable logit scale and bias
-(DESIGN §2): the logit of image ``i`` against text ``j`` is ``a · z_i_im · z_j_txt + c``, with ``a``
+(docs/DESIGN.md §2): the logit of image ``i`` against text ``j`` is ``a · z_i_im · z_j_txt + c``, with ``a``
 stored as ``log a`` so that it stays positive."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ the new grid, as FlexiViT does.
 The resize is a separate, differentiable step (:meth:`FlexiViT.patch_embedding`): the training loop
 runs it once per step and passes the result to every forward pass at that patch size, gradients
 flow through it to the base weights, and fvcore counts the tower's forward without it (the resize is
-charged once per step, DESIGN §4).
+charged once per step, docs/DESIGN.md §4).
 """
 
 from __future__ import annotations

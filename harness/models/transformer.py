@@ -3,7 +3,7 @@
 Attention is written with an explicit ``nn.Linear`` for the query/key/value projection and
 ``F.scaled_dot_product_attention`` for the two attention products, never ``nn.MultiheadAttention``:
 under ``eval()`` and ``no_grad`` its fast path runs the projections inside one fused op that fvcore
-does not see (DESIGN §4), so the counted FLOPs would depend on the mode. Here the same ops run in
+does not see (docs/DESIGN.md §4), so the counted FLOPs would depend on the mode. Here the same ops run in
 every mode, and :mod:`harness.flops` registers the handle fvcore lacks for the attention op.
 """
 

@@ -252,6 +252,35 @@ def build_space(
     return _check(SearchSpace(strategy, run, params), batch_size, source)
 
 
+def with_params(
+    overrides: Mapping[str, Any], strategy: str, params: Mapping[str, str], source: str = "--param"
+) -> dict[str, Any]:
+    """``overrides`` (a ``[tune]`` table) with each of ``params`` (``-p k=v``, as strings) held fixed
+    for ``strategy``, converted by its declaration: a parameter given on the command line is not
+    searched.
+
+    Raises:
+        SpaceError: a name that is not a parameter of the strategy, or a value it refuses.
+    """
+    if not params:
+        return dict(overrides)
+    declared = {p.name: p for p in default_registry().get_class(strategy).params}
+    fixed: dict[str, Any] = {}
+    for name, value in params.items():
+        if name not in declared:
+            raise SpaceError(
+                f"{source}: {name!r} is not a parameter of {strategy} "
+                f"(its parameters: {', '.join(declared) or 'none'})"
+            )
+        try:
+            fixed[name] = declared[name].validate(value, strategy)
+        except ParameterError as err:
+            raise SpaceError(f"{source}: {err}") from None
+    tables = dict(overrides.get("params", {}))
+    tables[strategy] = {**tables.get(strategy, {}), **fixed}
+    return {**overrides, "params": tables}
+
+
 def _check_param_names(strategy: str, table: Any, source: str) -> None:
     registry = default_registry()
     known = registry.list_strategies()

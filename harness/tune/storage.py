@@ -9,21 +9,31 @@ a killed worker is marked failed (and queued once more) instead of staying "runn
 ``journal:PATH`` is Optuna's journal file, for a shared file system without a database server; it
 has no heartbeat (docs/TUNING.md says what to do about killed workers there).
 
+Any number of commands on any number of machines may open one storage at once. Optuna creates its
+tables on first use without guarding against a concurrent creator (on PostgreSQL the loser dies on
+``pg_type_typname_nsp_index``, on SQLite on "table studies already exists"), so creation is
+serialised by :func:`storage_lock`: a PostgreSQL advisory lock, which every machine on the server
+sees, or a file lock beside an SQLite database or a journal file.
+
 A URL is only ever shown without its password.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
+from filelock import FileLock
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from harness.errors import UserError
 
@@ -83,6 +93,55 @@ def _reason(err: BaseException, password: str | None) -> str:
     return text.replace(password, "***") if password else text
 
 
+def _advisory_key(name: str) -> int:
+    """A signed 64-bit key for ``pg_advisory_lock``, the same in every process for one ``name``."""
+    return int.from_bytes(hashlib.sha256(f"jestbench:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def storage_lock(url: str, name: str) -> Iterator[None]:
+    """Hold the lock ``name`` of the storage at ``url`` against every other process using it.
+
+    PostgreSQL: a session advisory lock on a connection of its own (seen by every machine on the
+    server; released if the process dies). SQLite and journal files: a file lock beside the file.
+    Other databases: no lock.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the PostgreSQL server cannot be reached.
+    """
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url.removeprefix(JOURNAL_PREFIX)).expanduser()
+        with FileLock(f"{path}.{_lock_suffix(name)}.lock"):
+            yield
+        return
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        engine = sqlalchemy.create_engine(
+            url, poolclass=NullPool, connect_args={"connect_timeout": CONNECT_TIMEOUT}
+        )
+        try:
+            with engine.connect() as connection:
+                key = {"key": _advisory_key(name)}
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), key)
+                try:
+                    yield
+                finally:
+                    connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), key)
+        finally:
+            engine.dispose()
+        return
+    database = parsed.database if backend == "sqlite" else None
+    lock = FileLock(f"{database}.{_lock_suffix(name)}.lock") if database and database != ":memory:" else None
+    with lock or nullcontext():
+        yield
+
+
+def _lock_suffix(name: str) -> str:
+    """``name`` as part of a file name: a short digest (study names may be long)."""
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
 @contextmanager
 def storage_session(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT) -> Iterator[optuna.storages.BaseStorage]:
     """:func:`open_storage` for the length of a block, its database connections closed at the end
@@ -127,7 +186,7 @@ def open_storage(url: str, *, heartbeat: int = DEFAULT_HEARTBEAT) -> optuna.stor
     elif backend == "postgresql":
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
     try:
-        with allow_experimental():
+        with storage_lock(url, "schema"), allow_experimental():  # one creator of the tables at a time
             return optuna.storages.RDBStorage(
                 url,
                 engine_kwargs={"connect_args": connect_args},

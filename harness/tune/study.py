@@ -10,17 +10,23 @@ Evaluation ``k`` is reported as step ``k``: evaluations happen at fixed fraction
 so step ``k`` means the same share of compute for every trial whatever its filter ratio, and the
 pruner compares like with like. The objective is the mean score of the last evaluation, at the budget.
 
-Workers are processes on one study. Each has its own TPE sampler seeded from (study, run seed,
-worker, trials already in the study): a shared seed would make workers propose the same points, and
-a seed that ignored the study's size would make a rerun repeat the first command's random start-up
-points.
+Workers are processes on one study, started by any number of commands on any number of machines.
+Each has its own TPE sampler seeded from fresh randomness (mixed with the study's name): a seed made
+from anything two commands share (the worker's number, the trials so far) would make commands
+started together propose the same points in lockstep. The seed and the worker are recorded in every
+trial's user attributes, so a study stays auditable. A point is drawn, checked and recorded under the
+study's lock (:func:`harness.tune.storage.storage_lock`): a draw whose run is already complete or
+running in another trial is not run again but failed as a repeat, and the worker draws another.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
+import platform
+import secrets
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -38,7 +44,7 @@ from harness.records import RunFile, config_hash
 from harness.runconfig import RunConfig
 from harness.train import train
 from harness.tune.space import SearchSpace
-from harness.tune.storage import DEFAULT_HEARTBEAT, allow_experimental, redact, storage_session
+from harness.tune.storage import DEFAULT_HEARTBEAT, allow_experimental, redact, storage_lock, storage_session
 from harness.workdir import checked_name
 from strategies import StrategyError
 
@@ -46,6 +52,12 @@ TUNING_SPLIT = "val"
 STUDY_ATTR = "jestbench"  # the study's user attribute that records what it tunes
 POINT_ATTR = "point"  # each trial's point, decoded (n_chunks, not its exponent)
 RUN_ATTR = "run_id"
+SAMPLER_ATTR = "sampler"  # the worker that drew the trial: host, process id and worker number
+SEED_ATTR = "sampler_seed"  # that worker's sampler seed
+REPEAT_ATTR = "repeat_of"  # the trial whose run a repeated draw would have run again
+# A worker whose draws repeat points already run this many times in a row stops: the space (a few
+# discrete choices) holds no point left to run.
+MAX_REPEATS = 20
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # Evaluation 0 is the untrained model, the same for every trial at one seed: nothing to prune on.
 WARMUP_STEPS = 1
@@ -79,6 +91,15 @@ class TuneError(UserError):
 class TrialRunFailed(UserError):
     """A trial whose run failed (now or in an earlier trial with the same config): the trial fails,
     the study goes on."""
+
+
+class RepeatedPoint(UserError):
+    """A draw whose run another trial has run or is running: the trial fails without running it."""
+
+
+def _not_a_repeat(record: logging.LogRecord) -> bool:
+    """Optuna logs every failed trial with its traceback; a repeat is announced in one line instead."""
+    return RepeatedPoint.__name__ not in record.getMessage()
 
 
 def parse_pruner(spec: str | Mapping[str, Any], source: str = "--pruner") -> dict[str, Any]:
@@ -180,25 +201,32 @@ def open_study(
         TuneError: a study of that name exists for another strategy, run or space.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # jestbench prints one line per trial
-    study = optuna.create_study(
-        storage=storage,
-        study_name=tuning.study,
-        direction="maximize",
-        load_if_exists=True,
-        sampler=sampler,
-        pruner=make_pruner(tuning.pruner),
-    )
-    wanted = tuning.identity()
-    stored = study.user_attrs.get(STUDY_ATTR)
-    if stored is None:
-        study.set_user_attr(STUDY_ATTR, wanted)
-    elif stored != wanted:
+    # One command at a time creates the study and records what it tunes.
+    with storage_lock(tuning.storage, _study_lock(tuning)):
+        study = optuna.create_study(
+            storage=storage,
+            study_name=tuning.study,
+            direction="maximize",
+            load_if_exists=True,
+            sampler=sampler,
+            pruner=make_pruner(tuning.pruner),
+        )
+        wanted = tuning.identity()
+        stored = study.user_attrs.get(STUDY_ATTR)
+        if stored is None:
+            study.set_user_attr(STUDY_ATTR, wanted)
+    if stored is not None and stored != wanted:
         raise TuneError(
             f"study {tuning.study!r} in {redact(tuning.storage)} tunes another run or space (differs in "
             f"{', '.join(_differences(stored, wanted))}); choose another --study, or leave it out "
             "(the default name follows the run and the space)"
         )
     return study
+
+
+def _study_lock(tuning: Tuning) -> str:
+    """The name of the study's lock in its storage."""
+    return f"study:{tuning.study}"
 
 
 def final_score(rows: list[dict[str, Any]]) -> float:
@@ -216,18 +244,29 @@ def _lock(work_dir: Path, run_id: str) -> FileLock:
 
 
 class Objective:
-    """One trial: draw a point, run its config (or reuse its run), report each evaluation."""
+    """One trial: draw a point no other trial has run or is running, run its config (or reuse its
+    run), report each evaluation."""
 
-    def __init__(self, tuning: Tuning) -> None:
+    def __init__(self, tuning: Tuning, sampler: str = "", seed: int | None = None) -> None:
         self.tuning = tuning
+        self.sampler = sampler  # who draws: recorded in each trial
+        self.seed = seed
         self.trials: list[int] = []  # numbers of the trials this worker ran
 
     def __call__(self, trial: optuna.Trial) -> float:
         self.trials.append(trial.number)
-        point = self.tuning.space.suggest(trial)
-        config = self.tuning.config_for(point)
-        trial.set_user_attr(POINT_ATTR, point)
-        trial.set_user_attr(RUN_ATTR, config.run_id)
+        trial.set_user_attr(SAMPLER_ATTR, self.sampler)
+        trial.set_user_attr(SEED_ATTR, self.seed)
+        # Draw, check and record under the study's lock: two workers cannot both find a point new.
+        with storage_lock(self.tuning.storage, _study_lock(self.tuning)):
+            point = self.tuning.space.suggest(trial)
+            config = self.tuning.config_for(point)
+            trial.set_user_attr(POINT_ATTR, point)
+            twin = _trial_running_or_ran(trial, config.run_id)
+            if twin is not None:
+                trial.set_user_attr(REPEAT_ATTR, twin)
+                raise RepeatedPoint(f"the point of trial {twin} (run {config.run_id}) again: not run twice")
+            trial.set_user_attr(RUN_ATTR, config.run_id)
         with _lock(self.tuning.work_dir, config.run_id):
             return self._run(trial, config)
 
@@ -268,6 +307,14 @@ class Objective:
         return final_score(result.run.rows)
 
 
+def _trial_running_or_ran(trial: optuna.Trial, run_id: str) -> int | None:
+    """The number of another trial of the study, complete or running, whose run is ``run_id``."""
+    for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
+        if other.number != trial.number and other.user_attrs.get(RUN_ATTR) == run_id:
+            return other.number
+    return None
+
+
 def describe_point(point: Mapping[str, Any]) -> str:
     """``f=0.83, lr=0.002, n_chunks=8, score=learnability``: a point in one line."""
     names = {"filter_ratio": "f", "learning_rate": "lr"}
@@ -280,7 +327,9 @@ def _announcer(worker: int, announce: Callable[[str], None]) -> Callable[[optuna
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         point = trial.user_attrs.get(POINT_ATTR)
         what = describe_point(point) if point else "no point drawn"
-        if trial.state == TrialState.COMPLETE:
+        if REPEAT_ATTR in trial.user_attrs:
+            outcome = f"not run: repeats trial {trial.user_attrs[REPEAT_ATTR]}"
+        elif trial.state == TrialState.COMPLETE:
             outcome = f"val {trial.value:.4f}"
         elif trial.state == TrialState.PRUNED:
             outcome = f"pruned at evaluation {trial.last_step}"
@@ -291,10 +340,10 @@ def _announcer(worker: int, announce: Callable[[str], None]) -> Callable[[optuna
     return callback
 
 
-def worker_seed(study: str, run_seed: int, worker: int, trials_before: int) -> int:
-    """The sampler seed of one worker of one command (see the module docstring)."""
-    key = {"study": study, "seed": run_seed, "worker": worker, "trials": trials_before}
-    return int(config_hash(key), 16) % 2**31
+def new_sampler_seed(study: str) -> int:
+    """A sampler seed of fresh randomness mixed with the study's name: no two workers, of one command
+    or of commands started together anywhere, share one (see the module docstring)."""
+    return int(config_hash({"study": study, "nonce": secrets.token_hex(16)}), 16) % 2**31
 
 
 def run_worker(
@@ -305,19 +354,47 @@ def run_worker(
     threads: int | None = None,
     announce: Callable[[str], None] = print,
 ) -> list[int]:
-    """Run ``n_trials`` trials of the study (queued retries first); return their numbers."""
+    """Run ``n_trials`` trials of the study (queued retries first), draws that repeat a point not
+    counted; return the numbers of every trial it made."""
     if threads is not None:
         torch.set_num_threads(threads)
-    objective = Objective(tuning)
+    optimize_log = logging.getLogger("optuna.study._optimize")  # where Optuna reports failed trials
+    if _not_a_repeat not in optimize_log.filters:
+        optimize_log.addFilter(_not_a_repeat)
+    objective = Objective(tuning, f"{platform.node()}:{os.getpid()}/worker {worker}", seed)
     with storage_session(tuning.storage, heartbeat=tuning.heartbeat) as storage:
         study = open_study(tuning, storage, optuna.samplers.TPESampler(seed=seed))
         study.optimize(
             objective,
-            n_trials=n_trials,
+            n_trials=None,  # until the quota callback stops it
             catch=(UserError, StrategyError),
-            callbacks=[_announcer(worker, announce)],
+            callbacks=[_announcer(worker, announce), _quota(worker, n_trials, announce)],
         )
     return objective.trials
+
+
+def _quota(
+    worker: int, n_trials: int, announce: Callable[[str], None]
+) -> Callable[[optuna.Study, Any], None]:
+    """Stop the worker after ``n_trials`` trials that were not repeats, or after ``MAX_REPEATS``
+    repeats in a row."""
+    counts = {"run": 0, "repeats": 0}
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if REPEAT_ATTR in trial.user_attrs:
+            counts["repeats"] += 1
+        else:
+            counts["run"] += 1
+            counts["repeats"] = 0
+        if counts["repeats"] >= MAX_REPEATS:
+            announce(
+                f"[worker {worker}] {MAX_REPEATS} draws in a row repeated points already run: the space "
+                "has none left to run; stopping"
+            )
+        if counts["run"] >= n_trials or counts["repeats"] >= MAX_REPEATS:
+            study.stop()
+
+    return callback
 
 
 def _flushed_print(line: str) -> None:
@@ -373,11 +450,10 @@ def run_study(
             optuna.storages.fail_stale_trials(study)
         finished = len(study.get_trials(deepcopy=False, states=FINISHED))
         running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        before = len(study.get_trials(deepcopy=False))
     remaining = max(0, trials - finished - running)
     shares = [remaining // workers + (1 if i < remaining % workers else 0) for i in range(workers)]
     shares = [n for n in shares if n]
-    seeds = [worker_seed(tuning.study, tuning.base.seed, i, before) for i in range(len(shares))]
+    seeds = [new_sampler_seed(tuning.study) for _ in shares]
     announce(
         f"study {tuning.study} ({redact(tuning.storage)}): {finished} finished, {running} running; "
         f"{remaining} to run with {len(shares)} worker(s)"

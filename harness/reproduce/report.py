@@ -1,0 +1,136 @@
+"""Running the claims and writing REPORT.md (and report.json) beside their figures."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.reproduce.claims import CLAIMS, Claim, Outcome
+from harness.reproduce.context import Context
+from harness.reproduce.verdict import NOT_MEASURED, fmt, not_measured
+
+
+@dataclass(frozen=True)
+class ClaimReport:
+    claim: Claim
+    outcome: Outcome
+    seconds: float
+
+
+def measure(claim: Claim, ctx: Context) -> Outcome:
+    """Run one claim; one that is not implemented, or whose runs failed, is reported as not measured
+    yet with the reason, never with a number."""
+    if claim.measure is None:
+        return Outcome("not measured", "–", not_measured(claim.pending))
+    try:
+        return claim.measure(ctx)
+    except UserError as err:
+        return Outcome("not measured", "–", not_measured(f"its runs could not be made: {err}"))
+
+
+def reproduce(ctx: Context, claims: Sequence[Claim] = CLAIMS) -> list[ClaimReport]:
+    """Measure every claim (runs shared, complete runs reused) and write the report into ``ctx.out``."""
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for claim in claims:
+        ctx.announce(f"claim {claim.number}: {claim.figure}")
+        started = time.monotonic()
+        outcome = measure(claim, ctx)
+        reports.append(ClaimReport(claim, outcome, time.monotonic() - started))
+        ctx.announce(f"  verdict: {outcome.verdict.verdict} ({outcome.verdict.reason})")
+    write_report(ctx, reports)
+    return reports
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def write_report(ctx: Context, reports: Sequence[ClaimReport]) -> Path:
+    s = ctx.scale
+    lines = [
+        "# The JEST paper's claims, re-measured",
+        "",
+        f"Scale `{s.name}`: preset `{s.preset}`, b = {s.batch_size}, budget {s.budget} per run, seeds "
+        f"{', '.join(map(str, s.seeds))}; data {ctx.data_setting}. Written by `jestbench reproduce"
+        f"{' --quick' if s.name == 'quick' else ''}`; docs/REPRODUCE.md says how each verdict is computed.",
+        "",
+        "Verdicts come from the statistics: each claim is a set of comparisons in the paper's direction "
+        "(paired t-tests over seeds or super-batches, Holm-corrected; FLOP counts compared exactly). "
+        "**holds**: all separable in that direction; **does not hold**: none; **partly**: some; **not "
+        "testable at this scale** and **not measured yet** say why.",
+        "",
+        "| # | claim | paper | ours (mean [95% interval]) | replicates | data | verdict | figure |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        c, o = r.claim, r.outcome
+        figure = f"[{Path(o.figure).name}]({o.figure})" if o.figure else "–"
+        lines.append(
+            f"| {c.number} | {_cell(c.figure)}: {_cell(c.statement)} | {_cell(c.paper)} | {_cell(o.ours)} | "
+            f"{_cell(o.replicates)} | {_cell(ctx.data_setting)} | **{o.verdict.verdict}**: "
+            f"{_cell(o.verdict.reason)} | {figure} |"
+        )
+    for r in reports:
+        c, o = r.claim, r.outcome
+        lines += [
+            "",
+            f"## Claim {c.number}. {c.figure}",
+            "",
+            f"- **paper**: {c.statement} ({c.paper})",
+            f"- **needs**: {c.needs}",
+            f"- **measures**: {c.measures}",
+            f"- **verdict rule**: {c.rule}",
+            f"- **verdict**: {o.verdict.verdict} — {o.verdict.reason} ({r.seconds:.0f} s)",
+            *o.details,
+        ]
+        if o.verdict.checks:
+            lines += [
+                "",
+                "| comparison | n | mean | 95% interval | p | Holm p | separable in the paper's direction |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for result in o.verdict.checks:
+                interval = "exact" if result.check.exact else f"[{fmt(result.low)}, {fmt(result.high)}]"
+                lines.append(
+                    f"| {_cell(result.check.name)} | {result.n} | {fmt(result.mean)} | {interval} | "
+                    f"{fmt(result.p, 2)} | {fmt(result.p_holm, 2)} | {'yes' if result.supports else 'no'} |"
+                )
+        if o.figure:
+            lines += ["", f"![{c.figure}]({o.figure})"]
+    path = ctx.out / "REPORT.md"
+    path.write_text("\n".join(lines) + "\n")
+    summary = [
+        {
+            "claim": r.claim.number,
+            "figure": r.claim.figure,
+            "verdict": r.outcome.verdict.verdict,
+            "reason": r.outcome.verdict.reason,
+            "ours": r.outcome.ours,
+            "figure_path": r.outcome.figure,
+            "checks": [
+                {
+                    "name": x.check.name,
+                    "n": x.n,
+                    "mean": x.mean,
+                    "low": x.low,
+                    "high": x.high,
+                    "p": x.p,
+                    "p_holm": x.p_holm,
+                    "supports": x.supports,
+                }
+                for x in r.outcome.verdict.checks
+            ],
+            "measured": r.outcome.verdict.verdict != NOT_MEASURED,
+            "seconds": r.seconds,
+        }
+        for r in reports
+    ]
+    (ctx.out / "report.json").write_text(
+        json.dumps({"scale": s.name, "claims": summary}, indent=1, allow_nan=True)
+    )
+    return path

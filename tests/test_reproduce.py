@@ -1,0 +1,206 @@
+"""`jestbench reproduce`: the verdict rule on simulated data with known answers, the joint
+learnability it measures against the loss it stands for, and `--quick` end to end on the shared
+learning dataset (its reference is the quick scale's, so it is reused)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import LEARN_REFERENCE, Learning
+
+from harness.cli import main
+from harness.data import Dataset
+from harness.losses import sigmoid_loss
+from harness.reproduce import CLAIMS, QUICK, VERDICTS, Check, decide
+from harness.reproduce.selection import joint_learnability
+from harness.reproduce.verdict import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, NOT_TESTABLE, PARTLY
+from harness.view import EmbeddingView, dense_scores
+
+
+def test_verdict_follows_the_checks_on_known_differences() -> None:
+    rng = np.random.default_rng(0)
+    clear = rng.normal(1.0, 0.1, 10)  # separable, positive
+    null = rng.normal(0.0, 1.0, 10)
+    assert decide([Check.of("a", clear), Check.of("b", clear + 1)]).verdict == HOLDS
+    assert decide([Check.of("a", clear), Check.of("b", null)]).verdict == PARTLY
+    # Separable but in the opposite direction is not support.
+    assert decide([Check.of("a", -clear)]).verdict == DOES_NOT_HOLD
+    assert decide([Check.of("a", -clear, direction=-1)]).verdict == HOLDS
+    # A threshold: the mean ratio 1.0 ± 0.1 is above 0.8 but not above 1.2.
+    assert decide([Check.of("r", clear, threshold=0.8)]).verdict == HOLDS
+    assert decide([Check.of("r", clear, threshold=1.2)]).verdict == DOES_NOT_HOLD
+    undefined = decide([Check.of("ratio", [1.0, float("inf"), 2.0]), Check.of("a", clear)])
+    assert undefined.verdict == PARTLY and not undefined.checks[0].supports
+    one = decide([Check.of("a", [1.0])], untestable="one seed")
+    assert (one.verdict, one.reason) == (NOT_TESTABLE, "one seed")
+    exact = decide([Check.exact_count("cheaper", 3.0), Check.exact_count("dearer", -1.0)])
+    assert exact.verdict == PARTLY and [r.supports for r in exact.checks] == [True, False]
+
+
+def test_holm_keeps_false_holds_rare_under_the_null() -> None:
+    """400 simulated claims of three null checks each: a verdict other than 'does not hold' is a
+    false positive, which Holm keeps at most α = 5% (the union bound over three checks)."""
+    rng = np.random.default_rng(1)
+    data = rng.normal(0.0, 1.0, (400, 3, 5))
+    false = sum(
+        decide([Check.of(str(k), claim[k]) for k in range(3)]).verdict != DOES_NOT_HOLD for claim in data
+    )
+    assert false / 400 <= 0.05
+    # With a real effect of 2 sd the same design finds it nearly always.
+    found = sum(decide([Check.of("a", row + 2.0)]).verdict == HOLDS for row in data[:200, 0])
+    assert found / 200 > 0.9
+
+
+def test_joint_learnability_is_the_batch_loss_difference() -> None:
+    """(1/b)·Σ_{S×S}(L(θ) − L(θ*)) is the learner's SigLIP batch loss on S minus the reference's."""
+    g = torch.Generator().manual_seed(0)
+
+    def embeddings() -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = torch.randn(40, 8, generator=g), torch.randn(40, 8, generator=g)
+        return torch.nn.functional.normalize(x, dim=1), torch.nn.functional.normalize(y, dim=1)
+
+    from strategies import Embeddings
+
+    (xi, yi), (ri, rt) = embeddings(), embeddings()
+    view = EmbeddingView(Embeddings(xi, yi, 10.0, -5.0), Embeddings(ri, rt, 7.0, -3.0))
+    index = torch.tensor([3, 7, 11, 20, 31])
+    expected = sigmoid_loss(xi[index], yi[index], 10.0, -5.0) - sigmoid_loss(ri[index], rt[index], 7.0, -3.0)
+    got = joint_learnability(dense_scores(view, "learnability").double(), index)
+    assert got == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_registry_has_every_claim_once_with_its_rule() -> None:
+    assert [c.number for c in CLAIMS] == list(range(1, 9))
+    for claim in CLAIMS:
+        assert all([claim.figure, claim.statement, claim.paper, claim.needs, claim.measures, claim.rule])
+        assert (claim.measure is None) == bool(claim.pending)
+
+
+def test_quick_writes_a_row_and_a_computed_verdict_per_claim(learning: Learning, tmp_path: Path) -> None:
+    assert (QUICK.preset, QUICK.reference_budget, QUICK.reference_batch_size) == (
+        LEARN_REFERENCE["preset"],
+        LEARN_REFERENCE["budget"],
+        LEARN_REFERENCE["batch_size"],
+    )  # so the shared reference is reused, not trained again
+    work, out = learning.private_work_dir(tmp_path), tmp_path / "report"
+    argv = [
+        "reproduce",
+        "--quick",
+        "--data",
+        str(learning.dataset.root),
+        "--work",
+        str(work),
+        "--out",
+        str(out),
+    ]
+    assert main([*argv, "--threads", "1"]) == 0
+
+    report = (out / "REPORT.md").read_text()
+    rows = [line for line in report.splitlines() if re.match(r"^\| \d+ \|", line)]
+    assert [int(row.split("|")[1]) for row in rows] == [c.number for c in CLAIMS]
+    for row in rows:
+        verdict = re.search(r"\*\*(.+?)\*\*", row)
+        assert verdict is not None and verdict.group(1) in VERDICTS
+
+    summary = json.loads((out / "report.json").read_text())["claims"]
+    for claim in summary:
+        checks = claim["checks"]
+        if not claim["measured"]:
+            assert claim["verdict"] == NOT_MEASURED and not checks and claim["claim"] == 8
+            continue
+        # The verdict is the count of supported checks, nothing else.
+        supported = sum(c["supports"] for c in checks)
+        expected = HOLDS if supported == len(checks) else DOES_NOT_HOLD if supported == 0 else PARTLY
+        assert checks and claim["verdict"] == expected
+        assert all(c["p_holm"] < 0.05 for c in checks if c["supports"])
+        assert (out / claim["figure_path"]).is_file()
+    selection = next(c for c in summary if c["claim"] == 1)
+    # Three points of training (25%, 50%, end), two comparisons each, from snapshots the callback kept.
+    assert len(selection["checks"]) == 6
+    filter_ratio = next(c for c in summary if c["claim"] == 2)
+    assert len(filter_ratio["checks"]) == 3  # f = 0.5 < 0.8 < 0.9 < 0.95: B = 640 fits the pool of 3,000
+
+    # A second call trains nothing (every run is found complete) and reports the same numbers.
+    runs = sorted((work / "runs").iterdir())
+    assert main([*argv, "--threads", "1", "--claims", "1", "4", "5"]) == 0
+    assert sorted((work / "runs").iterdir()) == runs
+    again = {c["claim"]: c for c in json.loads((out / "report.json").read_text())["claims"]}
+    for claim in summary:
+        if claim["claim"] in again:
+            assert (again[claim["claim"]]["ours"], again[claim["claim"]]["checks"]) == (
+                claim["ours"],
+                claim["checks"],
+            )
+
+
+def test_unknown_claim_number_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reproduce", "--quick", "--claims", "9", "--work", str(tmp_path)]) == 2
+    assert "--claims [9]" in capsys.readouterr().err
+
+
+def test_full_scale_reuses_the_full_suites_runs(tiny_dataset: Dataset, tmp_path: Path) -> None:
+    """The full scale builds the same run configs as `jestbench run full`'s `shapes` section for the
+    seven configurations they share, so those runs are found complete rather than trained again."""
+    from harness.reproduce import FULL, Context
+    from harness.suites import load_suite
+
+    (section,) = [s for s in load_suite("full").sections if s.name == "shapes"]
+    suite_ids = {c.run_id for c in section.run_configs(tiny_dataset, ["reference-hash"])}
+    ctx = Context(tmp_path, tiny_dataset, FULL, tmp_path / "out")
+    ctx._reference = {"hash": "reference-hash"}
+    configurations = (
+        ("uniform", None, 0.0),
+        ("uniform", {"two_resolution": True}, 0.0),
+        ("hard-learner", None, 0.8),
+        ("easy-reference", None, 0.8),
+        ("learnability", None, 0.8),
+        ("jest", {"gain": FULL.gain, "score": "learnability"}, 0.8),
+        ("flexi-jest", None, 0.8),
+    )
+    shared = [
+        ctx.config(name, params, filter_ratio=f, seed=seed)
+        for name, params, f in configurations
+        for seed in FULL.seeds
+    ]
+    assert len(shared) == 7 * len(FULL.seeds) and {c.run_id for c in shared} <= suite_ids
+
+
+def test_super_batch_larger_than_the_pool_is_not_testable(tiny_dataset: Dataset, tmp_path: Path) -> None:
+    """At the full scale (B = 640 at f = 0.8) the tiny pool of 384 holds no super-batch: the selection
+    claims say so, before training anything."""
+    from harness.reproduce import FULL, Context
+
+    ctx = Context(tmp_path, tiny_dataset, FULL, tmp_path / "out")
+    for claim in CLAIMS[:3]:
+        assert claim.measure is not None
+        outcome = claim.measure(ctx)
+        assert outcome.verdict.verdict == NOT_TESTABLE
+        assert (
+            outcome.verdict.reason == "a super-batch of B = 640 does not fit in the raw pool of 384 samples"
+        )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_gibbs_runs_until_it_finds_a_planted_best_sub_batch() -> None:
+    """A matrix whose best sub-batch is known (8 candidates of 40 with M_ij = 1 among themselves,
+    0 elsewhere): the chain converges on exactly those 8, joint learnability 8, and its trace rises
+    to it. A block of 2,000 proposals is eight times the 8 · 32 possible swaps, so a block that adds
+    nothing means no improving swap is left."""
+    from harness.reproduce.selection import gibbs_to_convergence
+
+    generator = torch.Generator().manual_seed(0)
+    planted = torch.randperm(40, generator=generator)[:8]
+    matrix = torch.zeros(40, 40, dtype=torch.float64)
+    matrix[planted.unsqueeze(1), planted.unsqueeze(0)] = 1.0
+    trace: list[float] = []
+    chain = gibbs_to_convergence(
+        matrix, 8, gain=10.0, block=2000, max_blocks=50, generator=generator, trace=trace
+    )
+    assert chain.converged and chain.proposals < 50 * 2000
+    assert set(chain.index.tolist()) == set(planted.tolist())
+    assert joint_learnability(matrix, chain.index) == 8.0 and trace[-1] == pytest.approx(8.0)
