@@ -131,7 +131,12 @@ def next_steps(suite: str, leaderboard: Path | None, failed: int, work: Path | N
         return (
             f"next: fix the errors above and rerun `jestbench run {suite}{where}` (complete runs are skipped)"
         )
-    lines = [f"next: open {leaderboard.with_suffix('.html')} in a browser (or read {leaderboard})"]
+    if leaderboard.name == "leaderboard.md":
+        lines = [f"next: open {leaderboard.with_suffix('.html')} in a browser (or read {leaderboard})"]
+    else:  # a sectioned suite's index
+        lines = [
+            f"next: read {leaderboard}, the index of the sections' leaderboards (each with its .html page)"
+        ]
     if failed:
         lines.append(
             f"  {failed} run(s) failed: rerun `jestbench run {suite}{where}` to retry them (complete runs are "

@@ -11,7 +11,7 @@ unless ``threads`` is given (each run's thread count is in its rows' provenance)
 from __future__ import annotations
 
 import multiprocessing
-import os
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -216,10 +216,11 @@ def run_suite(
                 failed[config.run_id] = error
                 announce(f"  failed: {error}")
     else:
-        threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+        threads = threads or default_threads(jobs)
         context = multiprocessing.get_context("spawn")
         work = [(c.to_dict(), str(work_dir), threads) for c in pending]
-        with context.Pool(jobs) as pool:
+        # Workers ignore Ctrl-C: the parent alone reports the interruption, in one line.
+        with context.Pool(jobs, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
             for number, (run_id, error) in enumerate(pool.imap_unordered(_run_in_process, work), 1):
                 outcome = f"failed: {error}" if error else "done"
                 announce(f"[{number}/{len(pending)}] {describe_run(configs[run_id])}: run {run_id} {outcome}")

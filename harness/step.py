@@ -182,6 +182,7 @@ class Stepper:
         self.config = config
         self.work_dir = work_dir
         self.dataset = open_dataset(Path(config.dataset))
+        self.dataset.check_id(config.dataset_id)  # shards changed since the run id was made: refused
         self.strategy: ValidatedStrategy = default_registry().get_strategy(config.strategy, **config.params)
         installed = strategy_identity(config.strategy)
         if config.plugin != installed:

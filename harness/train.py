@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from typing import Any
 
 import torch
 
-from harness.data import NOISE_KINDS
+from harness.data import RECORDED_NOISE_KINDS, LeftOut
 from harness.errors import UserError
 from harness.evaluate import Evaluation, Evaluator
 from harness.models import DualEncoder
@@ -46,6 +47,10 @@ from harness.step import Stepper, StrategyFailedError
 from strategies import StrategyError
 
 EvaluationCallback = Callable[[int, list[Evaluation]], None]
+
+
+# A row's left_out_<cause> columns: LeftOut's counts but the samples read.
+LEFT_OUT_CAUSES = tuple(f.name for f in dataclasses.fields(LeftOut) if f.name != "usable")
 
 
 class _Stopped(Exception):
@@ -77,7 +82,14 @@ class Run(Stepper):
         self.resumed = self._resume()
         # Rank 0 evaluates, probes and writes; the other ranks of a distributed run only train.
         self.evaluator = (
-            Evaluator(self.dataset, config.eval_splits, seed=config.seed) if self.ranks.is_main else None
+            Evaluator(
+                self.dataset,
+                config.eval_splits,
+                seed=config.seed,
+                on_bad_sample=config.on_bad_sample,  # type: ignore[arg-type]  # RunConfig checks the value
+            )
+            if self.ranks.is_main
+            else None
         )
         self.probe = (
             open_probe(
@@ -206,9 +218,12 @@ class Run(Stepper):
             **self.strategy_provenance(),
             **self.execution,
         }
-        for kind in NOISE_KINDS:
+        for kind in RECORDED_NOISE_KINDS:
             row[f"selected_{kind}"] = p.selected_noise.get(kind, 0)
             row[f"super_{kind}"] = p.super_noise.get(kind, 0)
+        left_out = self.dataset.left_out().get(c.split, {})
+        for cause in LEFT_OUT_CAUSES:  # what reading the pool left out so far (--on-bad-sample skip)
+            row[f"left_out_{cause}"] = left_out.get(cause, 0)
         return row
 
     def fail(self, err: Exception) -> None:
@@ -233,9 +248,18 @@ class Run(Stepper):
             "evaluations": self.progress.evaluations,
             "resumed": self.resumed,
             "communication_bytes": self.ranks.communication.state_dict(),
+            "left_out": self.dataset.left_out(),  # the whole pool, indexed alike by every rank
         }
         if self.ranks.is_main:
             self.run_file.save(self.work_dir)
+
+    def report_left_out(self) -> None:
+        """Say, per split, what reading it left out (damaged, lost, empty or cut shards): a run under
+        ``--on-bad-sample skip`` never loses samples silently."""
+        for split in self.dataset.left_out():
+            counts = self.dataset.left_out_counts(split)
+            if counts is not None and counts.anything:
+                print(f"run {self.config.run_id}: {split}: left out {counts.describe()}", file=sys.stderr)
 
 
 def train(
@@ -332,6 +356,7 @@ def train(
             model_path(work_dir, config.run_id),
             {"config": dataclasses.asdict(run.model.config), "state": run.model.state_dict()},
         )
+        run.report_left_out()
         run.run_file.status = "complete"
         run.save()
         run.checkpoint_path.unlink(missing_ok=True)

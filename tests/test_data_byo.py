@@ -332,3 +332,6 @@ def test_moved_own_shards_are_named_missing_where_the_dataset_expected_them(tmp_
         next(iter(SuperBatchStream(open_dataset(dataset.root), "raw", 8, seed=0)))
     for shard in ("raw-000.tar", "raw-001.tar"):
         assert f"shard {tmp_path / 'mine' / shard}: missing (30 samples lost)" in str(refused.value)
+    # the advice is to put them back or make the dataset again, not to train without them
+    assert "not where the dataset expects them" in str(refused.value)
+    assert "move them back or make the dataset again" in str(refused.value)

@@ -209,3 +209,42 @@ def test_a_damaged_evaluation_split_is_refused_with_advice_that_works(tiny_copy:
     assert "always read whole" in message and "restore its shards" in message
     assert "pass --on-bad-sample skip" not in message
     assert f"jestbench data validate {tiny_copy.root}" in message
+
+
+def test_a_run_under_skip_counts_prints_and_stores_what_its_pool_left_out(
+    tiny_copy: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Skipped samples are never silent in training: the rows, the run file's summary and the run's
+    last lines say how many the pool left out, and the leaderboard shows it."""
+    from harness.leaderboard import build_leaderboard
+    from harness.results import read_runs
+    from harness.runconfig import RunConfig
+    from harness.train import train
+
+    truncate(tiny_copy.shards("raw")[SHARD].path)
+    damaged = open_dataset(tiny_copy.root)
+    config = RunConfig(
+        dataset=str(damaged.root),
+        dataset_id=damaged.content_id,
+        preset="tiny",
+        strategy="uniform",
+        params={},
+        batch_size=16,
+        filter_ratio=0.0,
+        budget="4 steps",
+        seed=0,
+        eval_every=1.0,
+        on_bad_sample="skip",
+    )
+    result = train(config, tmp_path / "work", show_progress=False)
+    after_cut = TINY_SIZES["shard_size"] - VICTIM - 1
+    final = result.run.rows[-1]
+    assert (final["left_out_damaged"], final["left_out_lost"], final["left_out_truncated_shards"]) == (
+        1,
+        after_cut,
+        1,
+    )
+    assert result.run.summary["left_out"]["raw"]["lost"] == after_cut
+    assert f"raw: left out 1 damaged, {after_cut} lost, 1 truncated shard" in capsys.readouterr().err
+    (entry,) = build_leaderboard(read_runs(tmp_path / "work", [config.run_id])).table.to_dict("records")
+    assert entry["left_out"] == 1 + after_cut

@@ -59,6 +59,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.leaderboard import build_leaderboard, ranking
+    from harness.progress import next_steps
     from harness.results import read_runs
     from harness.runner import describe_run, run_suite
     from harness.suites import load_suite
@@ -86,5 +87,7 @@ def run(args: argparse.Namespace) -> int:
     for run_id, error in result.failed.items():
         print(f"failed: {describe_run(result.configs[run_id])}: run {run_id}: {error}")
     if result.failed:
-        print(f"{len(result.failed)} of {len(result.run_ids)} runs failed; rerun the suite to retry them")
+        print(f"{len(result.failed)} of {len(result.run_ids)} runs failed")
+    shown = result.index or next((b.markdown for b in result.leaderboards.values() if b is not None), None)
+    print(next_steps(suite.name, shown, len(result.failed), args.work))
     return 1 if result.failed else 0

@@ -158,7 +158,7 @@ def build_dataset(name: str, out: str | os.PathLike[str], *, force: bool = False
 
 
 def _build(builtin: Builtin, out: Path, config: BuildConfig, *, force: bool) -> Dataset:
-    from tqdm import tqdm
+    from harness.progress import Reporter, stage
 
     with staging_directory(out, force=force) as tmp:
         source = builtin.make_source(config)
@@ -167,7 +167,8 @@ def _build(builtin: Builtin, out: Path, config: BuildConfig, *, force: bool) -> 
         captions: dict[str, list[str]] = {}
         splits: dict[str, dict[str, Any]] = {}
         shards: dict[str, list[tuple[Path, ShardIndex]]] = {}
-        with tqdm(total=total, desc=f"build {builtin.name}", unit="sample", disable=None) as bar:
+        stage(f"building the {builtin.name} dataset ({total} samples) in {out}")
+        with Reporter(total, f"build {builtin.name}", "sample") as bar:
             for split in SPLITS:
                 n = config.size(split)
                 kinds = _kinds(config, split)

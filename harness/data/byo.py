@@ -121,7 +121,7 @@ def is_current(dataset: Dataset, config: ByoConfig) -> bool:
 
 def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = False) -> Dataset:
     """Index and check the user's shards and write a dataset directory describing them."""
-    from tqdm import tqdm
+    from harness.progress import Reporter, stage
 
     stamp = source_stamp(config)
     with staging_directory(Path(out), force=force) as tmp:
@@ -129,7 +129,8 @@ def build_byo(out: str | os.PathLike[str], config: ByoConfig, *, force: bool = F
         indexes: dict[str, list[tuple[Path, ShardIndex]]] = {}
         problems: list[tuple[str, Path, Problem]] = []
         total = sum(len(paths) for paths in shards.values())
-        with tqdm(total=total, desc="index shards", unit="shard", disable=None) as bar:
+        stage(f"indexing and checking your {total} shards into {out}")
+        with Reporter(total, "index shards", "shard") as bar:
             for split, paths in shards.items():
                 indexes[split] = []
                 for path in paths:

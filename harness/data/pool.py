@@ -182,6 +182,12 @@ TRAINING_ADVICE = (
     "--on-bad-sample skip (they are then left out, counted and reported, and the data gets its own "
     "dataset id, so these runs never mix with runs on the intact data)"
 )
+# Shards not found where the manifest names them: a dataset references its shards where they were.
+MISSING_ADVICE = (
+    "{n} shard(s) are not where the dataset expects them: a dataset of your own references your shards "
+    "where they were when it was made, so if you moved them, move them back or make the dataset again "
+    "from their new place (`jestbench data build byo --out DIR ...`); otherwise "
+)
 # Evaluation splits are read whole: every run of a leaderboard is scored on the same samples.
 EVALUATION_ADVICE = (
     "an evaluation split is always read whole, whatever --on-bad-sample says, so that every run is "
@@ -212,7 +218,7 @@ def open_pool(
     problems: list[str] = []
     # Samples found damaged when the dataset was made (your own shards, with skip): excluded by key.
     damaged = int(dataset.manifest["splits"][split].get("left_out", {}).get("damaged", 0))
-    lost = empty_shards = truncated_shards = 0
+    lost = empty_shards = truncated_shards = missing = 0
     keys: list[str] = []
     shard_of: list[int] = []
     spans: list[list[int]] = []
@@ -226,6 +232,7 @@ def open_pool(
         if sha256 is None:
             problems.append(f"shard {record.path}: missing ({record.count} samples lost)")
             lost += record.count
+            missing += 1
             continue
         cache = dataset.index_dir / f"{sha256}.json"
         index = load_index(cache, sha256)
@@ -272,12 +279,11 @@ def open_pool(
         lost += len(absent)
     counts = LeftOut(len(keys), damaged, lost, empty_shards, truncated_shards)
     if problems and on_bad_sample == "error":
+        what_to_do = advice.format(root=dataset.root)
+        if missing:  # moved rather than damaged: skipping them would train on a part of the split
+            what_to_do = MISSING_ADVICE.format(n=missing) + what_to_do
         raise BadSampleError(
-            problem_report(
-                f"split {split!r} of {dataset.root} ({counts.describe()})",
-                problems,
-                advice.format(root=dataset.root),
-            )
+            problem_report(f"split {split!r} of {dataset.root} ({counts.describe()})", problems, what_to_do)
         )
     dataset.record_left_out(split, counts)
     return SplitPool(

@@ -309,6 +309,12 @@ COMPUTE = (
         _flops("flops_amortised"),
     ),
     Column(
+        "left out",
+        "Samples of the pool that reading it left out (damaged + lost, trained without under "
+        "--on-bad-sample skip): the most any seed's run did; n/a for runs from before they were counted.",
+        _number("left_out", 0),
+    ),
+    Column(
         "wall time (s)",
         "Seconds the run took on its machine: not comparable across machines, not ranked on.",
         _number("wall_time", 0),

@@ -233,9 +233,19 @@ def _configuration(finals: pd.DataFrame, other: list[str]) -> dict[str, Any]:
         **{metric: finals[metric].mean() for metric in METRIC_COLUMNS},
         **{column: finals[column].mean() for column in COST_COLUMNS},
         **_selection(finals),
+        "left_out": _left_out(finals),
         "run_ids": " ".join(finals["run_id"]),
         "config_key": first["config_key"],
     }
+
+
+def _left_out(finals: pd.DataFrame) -> float:
+    """The most pool samples any seed's run left out (damaged + lost, under ``--on-bad-sample skip``);
+    NaN for rows written before runs counted them."""
+    columns = ["left_out_damaged", "left_out_lost"]
+    if not all(c in finals for c in columns):
+        return float("nan")
+    return float(finals[columns].fillna(0).sum(axis=1).max())
 
 
 def _with_amortised(rows: pd.DataFrame) -> pd.DataFrame:

@@ -45,7 +45,7 @@ from harness.runconfig import RunConfig
 from harness.train import train
 from harness.tune.space import SearchSpace
 from harness.tune.storage import DEFAULT_HEARTBEAT, allow_experimental, redact, storage_lock, storage_session
-from harness.workdir import checked_name
+from harness.workdir import checked_name, default_threads
 from strategies import StrategyError
 
 TUNING_SPLIT = "val"
@@ -461,7 +461,7 @@ def run_study(
     if len(shares) <= 1:
         by_worker = [run_worker(tuning, 0, shares[0], seeds[0], threads, announce)] if shares else []
     else:
-        per_worker = threads or max(1, (os.cpu_count() or 1) // len(shares))
+        per_worker = threads or default_threads(len(shares))
         work = [(tuning, i, n, seeds[i], per_worker) for i, n in enumerate(shares)]
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(len(shares), mp_context=context) as pool:
