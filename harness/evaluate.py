@@ -97,14 +97,14 @@ class Evaluator:
                 if self.zero_shot_excluded is None:
                     flat = [p for prompts in self.prompts for p in prompts]
                     tokens, _ = self.dataset.tokenizer.encode(flat, context)
-                    class_text = model.encode_text(tokens).reshape(
+                    class_text = _encode_texts(model, tokens).reshape(
                         len(self.prompts), -1, model.config.embed_dim
                     )
                     fixed_flops += len(flat) * flops.text
             results = []
             for split, data in self.splits.items():
                 image = _encode_images(model, data)
-                text = torch.cat([model.encode_text(t) for t in _chunks(data.tokens)])
+                text = _encode_texts(model, data.tokens)
                 i2t, t2i = recall_at_1(image, text, data.captions)
                 zero_shot = few_shot = None
                 if pool_image is not None and data.labels is not None:
@@ -123,7 +123,14 @@ class Evaluator:
 
 
 def _encode_images(model: DualEncoder, data: SplitData) -> torch.Tensor:
-    return torch.cat([model.encode_image(chunk, "full") for chunk in _chunks(data.images)])
+    """Image embeddings on the CPU, the model run where its weights are (uint8 pixels moved there)."""
+    device = model.logit_scale.device
+    return torch.cat([model.encode_image(chunk.to(device), "full").cpu() for chunk in _chunks(data.images)])
+
+
+def _encode_texts(model: DualEncoder, tokens: torch.Tensor) -> torch.Tensor:
+    device = model.logit_scale.device
+    return torch.cat([model.encode_text(chunk.to(device)).cpu() for chunk in _chunks(tokens)])
 
 
 def _chunks(tensor: torch.Tensor) -> list[torch.Tensor]:

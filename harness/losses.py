@@ -24,12 +24,18 @@ def pair_losses(
     bias: torch.Tensor | float,
     rows: torch.Tensor | None = None,
     columns: torch.Tensor | None = None,
+    *,
+    first_row: int = 0,
 ) -> torch.Tensor:
     """The block ``L[rows, columns]`` of per-pair losses (all rows / columns when ``None``).
 
-    A pair is positive when its row and column refer to the same example of the batch.
+    A pair is positive when its row and column refer to the same example of the batch. ``first_row``
+    is the batch position of ``image``'s first row when ``image`` holds a contiguous share of the
+    batch's rows and ``text`` the whole batch (one rank's share in a distributed step).
     """
     row_index = torch.arange(image.shape[0], device=image.device) if rows is None else rows
+    if first_row:
+        row_index = row_index + first_row
     col_index = torch.arange(text.shape[0], device=text.device) if columns is None else columns
     image_rows = image if rows is None else image[rows]
     text_cols = text if columns is None else text[columns]
@@ -68,9 +74,18 @@ def sigmoid_loss(
     scale: torch.Tensor | float,
     bias: torch.Tensor | float,
     chunk_size: int | None = None,
+    *,
+    first_row: int = 0,
 ) -> torch.Tensor:
-    """The batch loss ``(1/n) Σ_ij L_ij``; with ``chunk_size`` the rows are summed in blocks."""
+    """The batch loss ``(1/n) Σ_ij L_ij``; with ``chunk_size`` the rows are summed in blocks.
+
+    With ``first_row`` (rows ``first_row ..`` of a batch whose columns ``text`` holds whole), it is
+    that share's rows' sum over ``n``, the share's row count: each of ``K`` equal shares is then ``K``
+    times its part of the batch loss, which is what gradients averaged over ``K`` ranks need.
+    """
     n = image.shape[0]
+    if first_row:
+        return pair_losses(image, text, scale, bias, first_row=first_row).sum() / n
     if chunk_size is None:
         return pair_losses(image, text, scale, bias).sum() / n
     return conditional_losses(image, text, scale, bias, chunk_size).sum() / n

@@ -108,9 +108,11 @@ class Probe:
         was_training = model.training
         model.eval()
         try:
-            learner = model.embeddings(self.samples.images, self.samples.tokens, "full")
+            device = model.logit_scale.device  # the learner's (a GPU run's); the probe stays on the CPU
+            learner = model.embeddings(self.samples.images.to(device), self.samples.tokens.to(device), "full")
         finally:
             model.train(was_training)
+        learner = Embeddings(learner.image.cpu(), learner.text.cpu(), learner.scale, learner.bias)
         learner_loss = _losses(learner).numpy().astype(np.float64)
         noise = np.asarray(self.samples.noise)
         columns: dict[str, Any] = {

@@ -215,7 +215,7 @@ def model_path(work_dir: Path, run_id: str) -> Path:
 
 def load_trained_model(work_dir: Path, run_id: str) -> DualEncoder:
     """The final model of complete run ``run_id``, in eval mode."""
-    saved = torch.load(model_path(work_dir, run_id), weights_only=True)
+    saved = torch.load(model_path(work_dir, run_id), weights_only=True, map_location="cpu")  # a GPU run's too
     model = DualEncoder(ModelConfig(**saved["config"]))
     model.load_state_dict(saved["state"])
     model.eval()

@@ -52,8 +52,11 @@ def reference_config(
     batch_size: int,
     seed: int = 0,
     optim: OptimConfig | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
 ) -> RunConfig:
-    """The run config of a reference: ``uniform`` at ``f = 0`` on the curated split."""
+    """The run config of a reference: ``uniform`` at ``f = 0`` on the curated split, in one process
+    on ``device`` (resolved: ``cpu`` or ``cuda``)."""
     return RunConfig(
         dataset=str(dataset.root),
         dataset_id=dataset.content_id,
@@ -67,6 +70,8 @@ def reference_config(
         split="curated",
         eval_splits=("val",),
         optim=optim or OptimConfig(),
+        device=device,
+        precision=precision,
     )
 
 
@@ -134,15 +139,17 @@ def _recorded(work_dir: Path, config: RunConfig) -> dict[str, Any] | None:
 
 @torch.no_grad()
 def embed_split(model: DualEncoder, pool: Any, *, show_progress: bool = True) -> Embeddings:
-    """The model's embeddings of every sample of a split pool, in pool order, at full resolution."""
+    """The model's embeddings of every sample of a split pool, in pool order, at full resolution, on
+    the CPU (the model runs where its weights are)."""
     model.eval()
+    device = model.logit_scale.device
     images, texts = [], []
     positions = np.arange(len(pool))
     with Reporter(len(pool), "embedding the raw pool", "sample", enabled=show_progress) as reporter:
         for chunk in np.array_split(positions, max(1, len(pool) // _CHUNK)):
             samples = pool.read(chunk)
-            images.append(model.encode_image(samples.images, "full"))
-            texts.append(model.encode_text(samples.tokens))
+            images.append(model.encode_image(samples.images.to(device), "full").cpu())
+            texts.append(model.encode_text(samples.tokens.to(device)).cpu())
             reporter.update(len(chunk))
     scale, bias = model.scale_bias()
     return Embeddings(torch.cat(images), torch.cat(texts), float(scale), float(bias))

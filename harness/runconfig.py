@@ -71,6 +71,14 @@ class OptimConfig:
                 )
 
 
+_PLACEMENT_DEFAULTS: dict[str, Any] = {
+    "device": "cpu",
+    "precision": "fp32",
+    "world_size": 1,
+    "selection_scope": "global",
+}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides a run's result; its hash is the run's id.
@@ -86,6 +94,10 @@ class RunConfig:
     ``plugin`` is a plugin strategy's distribution, version and source hash
     (:func:`harness.records.strategy_identity`), filled in when not given, so that a plugin whose code
     changed gives new runs rather than its old rows; ``None`` for built-ins.
+    ``device`` (resolved: ``cpu`` or ``cuda``), ``precision``, ``world_size`` (ranks) and
+    ``selection_scope`` say where and how it computes (docs/DISTRIBUTED.md); they change its numbers,
+    so they are part of its id, but left out of it at their defaults (one CPU process in fp32), so
+    run ids from before they existed hold.
     """
 
     dataset: str
@@ -107,6 +119,10 @@ class RunConfig:
     tuned: str | None = None
     pool: str = "all"
     plugin: Mapping[str, str] | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    world_size: int = 1
+    selection_scope: str = "global"
 
     def __post_init__(self) -> None:
         """Refuse values no run could use, before anything starts; canonicalise the budget; identify a
@@ -136,6 +152,11 @@ class RunConfig:
                 del data[name]
         if self.pool == "all":  # likewise
             del data["pool"]
+        if self.world_size == 1:  # one process selects from the whole super-batch whatever the scope
+            data["selection_scope"] = "global"
+        for name, default in _PLACEMENT_DEFAULTS.items():  # likewise
+            if data[name] == default:
+                del data[name]
         return data
 
     @classmethod

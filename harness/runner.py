@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from harness.data import Dataset, open_data
+from harness.distributed import launch
 from harness.errors import UserError
 from harness.leaderboard import (
     LeaderboardError,
@@ -119,6 +120,8 @@ def prepare_inputs(
                 batch_size=int(spec.get("batch_size", section.run["batch_size"])),
                 seed=seed,
                 optim=section.optim_config(),
+                device=section.device,
+                precision=section.precision,
             )
             references.append(train_reference(config, work_dir, show_progress=show_progress))
     return dataset, references
@@ -127,11 +130,20 @@ def prepare_inputs(
 def run_one(
     config: RunConfig, work_dir: Path, *, show_progress: bool, threads: int | None = None
 ) -> str | None:
-    """Run (or resume) one run; return ``None`` or the error it failed with, recorded in its run file."""
-    if threads is not None:
+    """Run (or resume) one run; return ``None`` or the error it failed with, recorded in its run file.
+    A run over K ranks is started through torchrun's API, ``threads`` each."""
+    if threads is not None and config.world_size == 1:
         torch.set_num_threads(threads)
     try:
-        train(config, work_dir, show_progress=show_progress)
+        if config.world_size > 1:
+            launch(
+                _train_rank,
+                (config.to_dict(), str(work_dir), threads, show_progress),
+                config.world_size,
+                config.run_id,
+            )
+        else:
+            train(config, work_dir, show_progress=show_progress)
     except Exception as err:  # a failed run is recorded and the suite goes on
         message = f"{type(err).__name__}: {err}"
         path = RunFile.path_for(work_dir, config.run_id)
@@ -143,6 +155,13 @@ def run_one(
         run.save(work_dir)
         return run.error
     return None
+
+
+def _train_rank(config_dict: dict[str, Any], work: str, threads: int | None, show_progress: bool) -> None:
+    """One rank of a distributed run (the entry point :func:`harness.distributed.launch` starts)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    train(RunConfig.from_dict(config_dict), Path(work), show_progress=show_progress)
 
 
 def _run_in_process(args: tuple[dict[str, Any], str, int]) -> tuple[str, str | None]:
@@ -169,6 +188,10 @@ def run_suite(
     """
     if jobs < 1:
         raise UserError(f"--jobs {jobs} must be >= 1")
+    if jobs > 1 and suite.world_size > 1:
+        raise UserError(
+            f"--jobs {jobs} with --nproc {suite.world_size}: run either several one-process runs at once or one run over several processes"
+        )
     started = time.monotonic()
     plans = prepare(suite, work_dir, show_progress=show_progress)
     configs = {c.run_id: c for plan in plans for c in plan.configs}  # a run two sections share runs once
@@ -180,9 +203,15 @@ def run_suite(
     )
     failed: dict[str, str] = {}
     if jobs == 1:
+        rank_threads = threads or default_threads(suite.world_size)  # each rank's, over K ranks
         for number, config in enumerate(pending, 1):
             announce(f"[{number}/{len(pending)}] {describe_run(config)}: run {config.run_id}")
-            error = run_one(config, work_dir, show_progress=show_progress, threads=threads)
+            error = run_one(
+                config,
+                work_dir,
+                show_progress=show_progress,
+                threads=rank_threads if config.world_size > 1 else threads,
+            )
             if error:
                 failed[config.run_id] = error
                 announce(f"  failed: {error}")

@@ -22,6 +22,8 @@ import torch
 from harness.batching import BatchShape
 from harness.cost import Budget, CostModel, StepCost, UniformStep
 from harness.data import NOISE_KINDS, SuperBatch, SuperBatchStream, open_dataset
+from harness.device import autocast, check_precision, describe, embeddings_to, fp32_loss, to_device
+from harness.distributed import Loss, Ranks, check_layout
 from harness.errors import UserError
 from harness.finite import require_finite
 from harness.flops import ModelFlops, model_flops
@@ -31,7 +33,14 @@ from harness.records import strategy_identity
 from harness.reference_store import check_reference_cache, load_reference_model, load_reference_record
 from harness.runconfig import OptimConfig, RunConfig, TrainingError
 from harness.view import EmbeddingView, select_counted
-from strategies import Embeddings, StrategyError, TrainingPlan, ValidatedStrategy, default_registry
+from strategies import (
+    Embeddings,
+    Resolution,
+    StrategyError,
+    TrainingPlan,
+    ValidatedStrategy,
+    default_registry,
+)
 
 POOLS = ("all", "clean")
 EIGHTHS = 8  # the mechanism check's resolution over training (docs/RESULTS.md)
@@ -98,19 +107,18 @@ def make_optimizer(model: DualEncoder, optim: OptimConfig) -> torch.optim.AdamW:
     )
 
 
-def train_step(
+def step_loss(
     model: DualEncoder,
-    optimizer: torch.optim.Optimizer,
     images: torch.Tensor,
     tokens: torch.Tensor,
     plan: TrainingPlan,
-    grad_clip: float,
-) -> float:
-    """One optimiser step on the selected sub-batch: its equal parts trained at the plan's
-    resolutions, each part its own contrastive batch (Flexi-JEST's halves, paper Algorithm 2)."""
-    optimizer.zero_grad(set_to_none=True)
+    loss: Loss = sigmoid_loss,
+) -> torch.Tensor:
+    """The loss of the selected sub-batch: its equal parts trained at the plan's resolutions, each
+    part its own contrastive batch (Flexi-JEST's halves, paper Algorithm 2). ``loss`` is one part's
+    (a distributed run's gathers the other ranks' texts, :mod:`harness.distributed`)."""
     parts = len(plan.resolutions)
-    total = torch.zeros(())
+    total = torch.zeros((), device=images.device)
     for resolution, part_images, part_tokens in zip(
         plan.resolutions, images.chunk(parts), tokens.chunk(parts), strict=True
     ):
@@ -118,7 +126,24 @@ def train_step(
         image = model.encode_image(part_images, resolution, patch=patch)
         text = model.encode_text(part_tokens)
         scale, bias = model.scale_bias()
-        total = total + sigmoid_loss(image, text, scale, bias) * (len(part_images) / len(images))
+        total = total + loss(image, text, scale, bias) * (len(part_images) / len(images))
+    return total
+
+
+def train_step(
+    model: DualEncoder,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    tokens: torch.Tensor,
+    plan: TrainingPlan,
+    grad_clip: float,
+    *,
+    forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+) -> float:
+    """One optimiser step on the selected sub-batch; ``forward(images, tokens)`` computes its loss
+    (default :func:`step_loss`; the loop's runs under DDP and autocast when those are asked for)."""
+    optimizer.zero_grad(set_to_none=True)
+    total = step_loss(model, images, tokens, plan) if forward is None else forward(images, tokens)
     require_finite(total, "the training loss")
     torch.autograd.backward(total)
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -167,16 +192,37 @@ class Stepper:
                 "(rerun the command) to train with the installed code"
             )
         self.shape = BatchShape.from_filter_ratio(config.batch_size, config.filter_ratio)
-        self.strategy.check_sizes(self.shape.batch_size, self.shape.super_batch_size)
-        self.needs = self.strategy.needs
+        b, big_b = self.shape.batch_size, self.shape.super_batch_size
+        check_precision(config.precision, config.device)
+        check_layout(
+            config.world_size, config.selection_scope, b, big_b, len(self.strategy.training.resolutions)
+        )
         if config.pool not in POOLS:
             raise TrainingError(f"pool={config.pool!r} must be one of {', '.join(POOLS)}")
-        if config.pool != "all" and (self.needs.learner or self.needs.reference):
+        if config.pool != "all" and (self.strategy.needs.learner or self.strategy.needs.reference):
             # The cost model charges scoring over B; a filtered super-batch would be overcharged.
             raise TrainingError(
                 f"pool={config.pool!r} is for strategies that score nothing (the clean-only oracle is "
                 f"uniform over the clean pairs); {config.strategy!r} scores its super-batch"
             )
+        if config.pool != "all" and config.world_size > 1 and config.selection_scope == "global":
+            # Each rank's share holds its own number of clean samples: a global selection over them
+            # would gather shares of unequal sizes.
+            raise TrainingError(
+                f"pool={config.pool!r} over {config.world_size} ranks needs local selection: "
+                "pass --selection-scope local (each rank then draws b/K of its own clean samples)"
+            )
+        self.ranks = Ranks(config.world_size, config.selection_scope, config.device)
+        self.device = self.ranks.device
+        self.strategy.check_sizes(self.ranks.selection_size(b), self.ranks.view_size(self.ranks.share(big_b)))
+        self.needs = self.strategy.needs
+        self.execution = {
+            "device": config.device,
+            "device_name": describe(self.device),
+            "precision": config.precision,
+            "world_size": config.world_size,
+            "selection_scope": config.selection_scope,
+        }
 
         torch.manual_seed(config.seed)
         self.model = build_model(
@@ -185,7 +231,7 @@ class Stepper:
             image_size=self.dataset.image_size,
             channels=self.dataset.channels,
             context_length=self.dataset.context_length,
-        )
+        ).to(self.device)
         self.flops: ModelFlops = model_flops(self.model.config)
         self.reference = self._reference_record()
         self.reference_model = self._reference_model()
@@ -207,7 +253,9 @@ class Stepper:
                 f"the minimum is {minimum}"
             )
         self.optimizer = make_optimizer(self.model, config.optim)
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.contrastive_loss = fp32_loss(self.ranks.contrastive_loss, self.device, config.precision)
+        self.forward = self.ranks.training_forward(self.model, self._loss)
+        self.generator = self.ranks.generator(config.seed)
         self.progress = Progress()
 
     # -- setup -------------------------------------------------------------------------------
@@ -229,22 +277,36 @@ class Stepper:
     def _reference_model(self) -> DualEncoder | None:
         if self.reference is None or self.config.reference_cached:
             return None
-        return load_reference_model(self.work_dir, self.reference)
+        return load_reference_model(self.work_dir, self.reference).to(self.device)
 
     def stream(self) -> SuperBatchStream:
         cached = self.needs.reference and self.config.reference_cached
         return SuperBatchStream(
             self.dataset,
             self.config.split,
-            self.shape.super_batch_size,
+            self.ranks.share(self.shape.super_batch_size),
             seed=self.config.seed,
             start=self.progress.super_batches,
             on_bad_sample=self.config.on_bad_sample,  # type: ignore[arg-type]
+            rank=self.ranks.rank,
+            world_size=self.ranks.world_size,
             reference_hash=self.config.reference if cached else None,
             reference_dim=self.reference["embed_dim"] if cached and self.reference else None,
         )
 
     # -- the step ----------------------------------------------------------------------------
+
+    def _loss(self, model: DualEncoder, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device, self.config.precision):
+            return step_loss(model, images, tokens, self.strategy.training, self.contrastive_loss)
+
+    def _score(self, model: DualEncoder, batch: SuperBatch, resolution: Resolution) -> Embeddings:
+        """A model's embeddings of this rank's share of the super-batch, without gradients."""
+        with autocast(self.device, self.config.precision):
+            embeddings = model.embeddings(
+                to_device(batch.images, self.device), to_device(batch.tokens, self.device), resolution
+            )
+        return embeddings_to(embeddings, self.device)
 
     def offered(self, batch: SuperBatch) -> SuperBatch:
         """What the strategy chooses from: the super-batch, or with ``pool="clean"`` its samples whose
@@ -253,10 +315,11 @@ class Stepper:
         if self.config.pool == "all":
             return batch
         keep = [i for i, kind in enumerate(batch.noise) if kind == "clean"]
-        if len(keep) < self.shape.batch_size:
+        wanted = self.ranks.selection_size(self.shape.batch_size)  # b, or b/K from each rank's share
+        if len(keep) < wanted:
             raise TrainingError(
-                f"super-batch {batch.number} holds {len(keep)} clean samples, fewer than b="
-                f"{self.shape.batch_size}: run the clean-only pool at a larger filter ratio (B = "
+                f"super-batch {batch.number} holds {len(keep)} clean samples, fewer than the {wanted} "
+                f"to choose (b={self.shape.batch_size}): run the clean-only pool at a larger filter ratio (B = "
                 f"{self.shape.super_batch_size} now)"
             )
         index = torch.tensor(keep)
@@ -277,52 +340,66 @@ class Stepper:
         )
 
     def view(self, batch: SuperBatch) -> EmbeddingView:
-        """The strategy's view: only what it declared, computed when first asked."""
+        """The strategy's view: only what it declared, computed when first asked (over the whole
+        super-batch, gathered from every rank, when a distributed run selects globally)."""
         learner: Callable[[], Embeddings] | None = None
         reference: Embeddings | Callable[[], Embeddings] | None = None
         if self.needs.learner:
             resolution = self.needs.learner_resolution
 
             def score_learner() -> Embeddings:
-                return self.model.embeddings(batch.images, batch.tokens, resolution)
+                return self._score(self.model, batch, resolution)
 
-            learner = score_learner
+            learner = self.ranks.scoring(score_learner)
 
         if self.needs.reference:
             if self.reference_model is not None:
                 model = self.reference_model
 
                 def score_reference() -> Embeddings:
-                    return model.embeddings(batch.images, batch.tokens, "full")
+                    return self._score(model, batch, "full")
 
-                reference = score_reference
+                reference = self.ranks.scoring(score_reference)
 
-            else:
-                reference = batch.reference
-        return EmbeddingView(learner, reference, size=len(batch))
+            elif batch.reference is not None:
+                cached = embeddings_to(batch.reference, self.device)
+                reference = self.ranks.scoring(lambda: cached) if self.ranks.gathers else cached
+        return EmbeddingView(learner, reference, size=self.ranks.view_size(len(batch)))
 
     def step(self, batch: SuperBatch) -> StepCost:
         """Select from ``batch``, train on the selection, charge the ledger and count; the cost that ran."""
         batch = self.offered(batch)
         view = self.view(batch)
         with blaming(self.config.strategy, "while selecting"):
-            index, selection = select_counted(self.strategy, view, self.shape.batch_size, self.generator)
+            index, selection = select_counted(
+                self.strategy, view, self.ranks.selection_size(self.shape.batch_size), self.generator
+            )
         rate = learning_rate(self.ledger.fraction_after(self.predicted), self.config.optim)
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group["lr_scale"]
-        loss = train_step(
-            self.model,
-            self.optimizer,
-            batch.images[index],
-            batch.tokens[index],
-            self.strategy.training,
-            self.config.optim.grad_clip,
+        images, tokens = self.ranks.training_batch(
+            index, batch.images, batch.tokens, len(self.strategy.training.resolutions)
+        )
+        loss = self.ranks.mean(
+            train_step(
+                self.model,
+                self.optimizer,
+                images,
+                tokens,
+                self.strategy.training,
+                self.config.optim.grad_clip,
+                forward=self.forward,
+            )
         )
         self.progress.last_loss = loss
         self.progress.loss_sum += loss
         self.progress.loss_steps += 1
         cost = self.cost.step_cost(
-            self.needs, self.strategy.training, self.shape, pairwise=view.pairwise_macs, selection=selection
+            self.needs,
+            self.strategy.training,
+            self.shape,
+            pairwise=self.ranks.pairwise(view.pairwise_macs),
+            selection=self.ranks.pairwise(selection),
         )
         eighth = min(
             EIGHTHS - 1, EIGHTHS * self.ledger.used // self.ledger.limit
@@ -331,16 +408,17 @@ class Stepper:
         p = self.progress
         p.super_batches += 1
         p.examples_seen += self.shape.batch_size
-        p.examples_scored += len(batch)
-        selected = index.tolist()
-        picked = [batch.noise[i] for i in selected]
-        repeats = _repeats([batch.captions[i] for i in selected]), _repeats(batch.captions)
+        chosen, offered = self.ranks.selected(index, list(zip(batch.noise, batch.captions, strict=True)))
+        p.examples_scored += len(offered)  # every rank's share (after the pool's filter)
+        picked = [noise for noise, _ in chosen]
+        offered_noise = [noise for noise, _ in offered]
+        repeats = _repeats([caption for _, caption in chosen]), _repeats([caption for _, caption in offered])
         p.selected_noise.update(picked)
-        p.super_noise.update(batch.noise)
+        p.super_noise.update(offered_noise)
         p.selected_repeats += repeats[0]
         p.super_repeats += repeats[1]
         counts = p.by_eighth[eighth]
         counts.update(f"selected_{kind}" for kind in picked)
-        counts.update(f"super_{kind}" for kind in batch.noise)
+        counts.update(f"super_{kind}" for kind in offered_noise)
         counts.update(steps=1, selected_repeats=repeats[0], super_repeats=repeats[1])
         return cost

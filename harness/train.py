@@ -80,18 +80,27 @@ class Run(Stepper):
         self.run_file = RunFile(config.run_id, config.to_dict())
         self.run_file.provenance.update(self.strategy_provenance())
         self.resumed = self._resume()
-        self.evaluator = Evaluator(
-            self.dataset,
-            config.eval_splits,
-            seed=config.seed,
-            on_bad_sample=config.on_bad_sample,  # type: ignore[arg-type]  # RunConfig checks the value
+        # Rank 0 evaluates, probes and writes; the other ranks of a distributed run only train.
+        self.evaluator = (
+            Evaluator(
+                self.dataset,
+                config.eval_splits,
+                seed=config.seed,
+                on_bad_sample=config.on_bad_sample,  # type: ignore[arg-type]  # RunConfig checks the value
+            )
+            if self.ranks.is_main
+            else None
         )
-        self.probe = open_probe(
-            self.dataset,
-            work_dir,
-            config.reference,
-            cached=config.reference_cached,
-            on_bad_sample=config.on_bad_sample,  # type: ignore[arg-type]
+        self.probe = (
+            open_probe(
+                self.dataset,
+                work_dir,
+                config.reference,
+                cached=config.reference_cached,
+                on_bad_sample=config.on_bad_sample,  # type: ignore[arg-type]
+            )
+            if self.ranks.is_main
+            else None
         )
 
     def strategy_provenance(self) -> dict[str, Any]:
@@ -114,7 +123,8 @@ class Run(Stepper):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.ledger.load_state_dict(state["ledger"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(self.ranks.own_generator_state(state["generator"]))
+        self.ranks.communication.load_state_dict(state.get("communication", {}))
         self.predicted = state["predicted"]
         if not hasattr(state["progress"], "by_eighth"):
             raise TrainingError(
@@ -126,6 +136,10 @@ class Run(Stepper):
         return True
 
     def checkpoint(self) -> None:
+        """Every rank calls it at the same step; rank 0 writes."""
+        generator = self.ranks.generator_state(self.generator)
+        if not self.ranks.is_main:
+            return
         atomic_torch_save(
             self.checkpoint_path,
             {
@@ -133,7 +147,8 @@ class Run(Stepper):
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "ledger": self.ledger.state_dict(),
-                "generator": self.generator.get_state(),
+                "generator": generator,
+                "communication": self.ranks.communication.state_dict(),
                 "predicted": self.predicted,
                 "progress": self.progress,
                 "rows": self.run_file.rows,
@@ -143,9 +158,12 @@ class Run(Stepper):
     # -- evaluation and records --------------------------------------------------------------
 
     def evaluate(self, pool_size: int) -> list[Evaluation]:
-        evaluations = self.evaluator.evaluate(self.model, self.flops)
-        probe, probe_flops = self.probe.measure(self.model, self.flops)
-        self.ledger.record_evaluation(probe_flops)
+        evaluations: list[Evaluation] = []
+        probe: dict[str, Any] = {}
+        if self.evaluator is not None and self.probe is not None:  # rank 0
+            evaluations = self.evaluator.evaluate(self.model, self.flops)
+            probe, probe_flops = self.probe.measure(self.model, self.flops)
+            self.ledger.record_evaluation(probe_flops)
         for evaluation in evaluations:
             self.ledger.record_evaluation(evaluation.flops)
             self.run_file.rows.append({**self._row(evaluation, pool_size), **probe})
@@ -195,8 +213,10 @@ class Run(Stepper):
             "super_repeats": p.super_repeats,
             "selection_by_eighth": json.dumps(p.eighths()),
             "config_hash": c.run_id,
+            "bytes_communicated": self.ranks.communication.total,
             **provenance(),
             **self.strategy_provenance(),
+            **self.execution,
         }
         for kind in RECORDED_NOISE_KINDS:
             row[f"selected_{kind}"] = p.selected_noise.get(kind, 0)
@@ -215,7 +235,7 @@ class Run(Stepper):
             str(err) if known else f"{type(err).__name__}: {err}"
         )
         self.save()
-        if not known or isinstance(err, StrategyFailedError):
+        if self.ranks.is_main and (not known or isinstance(err, StrategyFailedError)):
             self.run_file.summary["traceback"] = "".join(traceback.format_exception(err))
             self.run_file.save(self.work_dir)
 
@@ -227,9 +247,11 @@ class Run(Stepper):
             "wall_time": self.progress.wall_time,
             "evaluations": self.progress.evaluations,
             "resumed": self.resumed,
-            "left_out": self.dataset.left_out(),
+            "communication_bytes": self.ranks.communication.state_dict(),
+            "left_out": self.dataset.left_out(),  # the whole pool, indexed alike by every rank
         }
-        self.run_file.save(self.work_dir)
+        if self.ranks.is_main:
+            self.run_file.save(self.work_dir)
 
     def report_left_out(self) -> None:
         """Say, per split, what reading it left out (damaged, lost, empty or cut shards): a run under
@@ -263,17 +285,18 @@ def train(
     every = config.eval_every * run.ledger.limit  # in the budget's unit: FLOPs or trained examples
     resuming = f", resuming at step {run.ledger.steps}" if run.resumed else ""
     flops = f" = {run.budget_flops:.4g} FLOPs" if run.budget_flops is not None else ""
+    shown = show_progress and run.ranks.is_main  # rank 0 alone reports a distributed run
     stage(
         f"training run {config.run_id}: {config.strategy} seed {config.seed} on {config.split}, "
         f"{config.budget}{flops}{resuming}",
-        enabled=show_progress,
+        enabled=shown,
     )
     reporter = Reporter(
         run.ledger.limit,
         f"{config.strategy} seed {config.seed}",
         run.ledger.unit,
         initial=run.ledger.used,
-        enabled=show_progress,
+        enabled=shown,
     )
     started = time.monotonic() - run.progress.wall_time
     last_checkpoint = time.monotonic()
@@ -311,10 +334,11 @@ def train(
             run.progress.wall_time = time.monotonic() - started
             if run.ledger.used >= every * run.progress.evaluations:
                 evaluate()
-            elif time.monotonic() - last_checkpoint > checkpoint_seconds:
+            elif run.ranks.agree(time.monotonic() - last_checkpoint > checkpoint_seconds):
                 run.checkpoint()
                 last_checkpoint = time.monotonic()
-        if run.ledger.steps and run.run_file.rows and run.run_file.rows[-1]["steps"] != run.ledger.steps:
+        final = bool(run.run_file.rows) and run.run_file.rows[-1]["steps"] != run.ledger.steps
+        if run.ledger.steps and run.ranks.agree(final):  # rank 0 holds the rows
             evaluate()
     except _Stopped as stopped:
         raise stopped.error from None
@@ -327,12 +351,14 @@ def train(
         raise
     finally:
         reporter.close()
-    atomic_torch_save(
-        model_path(work_dir, config.run_id),
-        {"config": dataclasses.asdict(run.model.config), "state": run.model.state_dict()},
-    )
-    run.report_left_out()
-    run.run_file.status = "complete"
-    run.save()
-    run.checkpoint_path.unlink(missing_ok=True)
+    if run.ranks.is_main:
+        atomic_torch_save(
+            model_path(work_dir, config.run_id),
+            {"config": dataclasses.asdict(run.model.config), "state": run.model.state_dict()},
+        )
+        run.report_left_out()
+        run.run_file.status = "complete"
+        run.save()
+        run.checkpoint_path.unlink(missing_ok=True)
+    run.ranks.close()
     return TrainResult(run.run_file, run.model)

@@ -105,7 +105,9 @@ class Prioritized(Strategy):
 
     def select(self, view: SuperBatchView, batch_size: int, generator: torch.Generator) -> torch.Tensor:
         logits = self.config["gain"] * view.scores(self.config["score"])
-        return gumbel_top_k(logits, batch_size, gumbel_noise(logits.shape, generator, logits.dtype))
+        return gumbel_top_k(
+            logits, batch_size, gumbel_noise(logits.shape, generator, logits.dtype, logits.device)
+        )
 
 
 class Jest(Strategy):

@@ -13,12 +13,22 @@ import torch
 from strategies.protocol import ScoreKind, SuperBatchView
 
 
-def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
-    """Standard Gumbel noise ``-log(-log U)``, with ``U`` kept strictly inside (0, 1) so it is finite."""
+def gumbel_noise(
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    dtype: torch.dtype,
+    device: torch.device | None = None,
+) -> torch.Tensor:
+    """Standard Gumbel noise ``-log(-log U)``, with ``U`` kept strictly inside (0, 1) so it is finite.
+
+    ``U`` is drawn where ``generator`` lives (the CPU) and moved to ``device`` (the scores' device), so
+    that a selection draws the same noise on any device from the same generator."""
     tiny = torch.finfo(dtype).tiny
     uniform = torch.rand(shape, generator=generator, dtype=dtype).clamp(
         min=tiny, max=1.0 - torch.finfo(dtype).eps
     )
+    if device is not None:
+        uniform = uniform.to(device)
     return -torch.log(-torch.log(uniform))
 
 
@@ -61,7 +71,7 @@ def joint_sample(
     logits = gain * view.scores(kind)
     picks: list[torch.Tensor] = []
     for c in range(n_chunks):
-        pick = gumbel_top_k(logits, chunk, gumbel_noise(logits.shape, generator, logits.dtype))
+        pick = gumbel_top_k(logits, chunk, gumbel_noise(logits.shape, generator, logits.dtype, logits.device))
         picks.append(pick)
         if c + 1 < n_chunks:
             cross = view.score_columns(kind, pick).sum(dim=1) + view.score_rows(kind, pick).sum(dim=0)
@@ -103,7 +113,7 @@ def joint_sample_transcribed(
         logits_ij = (matrix * is_sampled[None, :]).sum(dim=1)
         logits_ji = (matrix * is_sampled[:, None]).sum(dim=0)
         logits = (matrix.diagonal() + logits_ij + logits_ji).masked_fill(is_sampled.bool(), float("-inf"))
-        pick = gumbel_top_k(logits, chunk, gumbel_noise(logits.shape, generator, logits.dtype))
+        pick = gumbel_top_k(logits, chunk, gumbel_noise(logits.shape, generator, logits.dtype, logits.device))
         picks.append(pick)
         is_sampled[pick] = 1
     return torch.cat(picks)

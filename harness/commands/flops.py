@@ -80,6 +80,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--steps", type=int, default=1000, help="steps of the run, for the all-in column (default 1000)"
     )
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="K",
+        help="also list the bytes K ranks exchange per step (communication, not FLOPs)",
+    )
     parser.add_argument("--output", type=Path, help="also write the report to this Markdown file")
     parser.set_defaults(handler=run)
 
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         ("--pool-size", args.pool_size),
         ("--reference-examples", args.reference_examples),
         ("--steps", args.steps),
+        ("--nproc", args.nproc),
     ):
         if value < 1:
             raise UserError(f"{name} must be >= 1; got {value}")
@@ -105,6 +113,10 @@ def run(args: argparse.Namespace) -> int:
         reference_examples=args.reference_examples,
         steps=args.steps,
     )
+    if args.nproc > 1:
+        report += "\n\n" + "\n\n".join(
+            _communication_section(p, args.batch_size, args.nproc) for p in presets
+        )
     print(report)
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -226,6 +238,52 @@ def _quantities_table(
         ),
     ]
     return "\n".join(rows)
+
+
+def _communication_section(preset: str, batch_size: int, world_size: int) -> str:
+    """What K ranks exchange per step for each strategy at f = 0.8 (uniform at f = 0), global and
+    local selection: bytes summed over ranks, beside the step's FLOPs (docs/DISTRIBUTED.md)."""
+    from harness.batching import BatchShape
+    from harness.cost import CostModel
+    from harness.distributed import step_communication
+    from harness.flops import model_flops
+    from harness.models import DualEncoder, preset_config
+    from strategies import default_registry
+
+    config = preset_config(preset)
+    parameters = sum(p.numel() for p in DualEncoder(config).parameters())
+    sample_bytes = (
+        config.channels * config.image_size**2 + 8 * config.context_length
+    )  # uint8 pixels, int64 tokens
+    cost = CostModel(model_flops(config))
+    rows = [
+        f"## `{preset}` over {world_size} ranks: bytes exchanged per step, summed over ranks (b = {batch_size}; "
+        f"{parameters:,} parameters, fp32)",
+        "",
+        "| strategy | f | scope | gradients | loss texts | embeddings | samples (expected) | total | FLOPs per step |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    registry = default_registry()
+    for name in registry.list_strategies():
+        strategy = registry.get_strategy(name)
+        shape = BatchShape.from_filter_ratio(batch_size, 0.0 if name == "uniform" else 0.8)
+        step = cost.strategy_step_cost(strategy, shape).total
+        for scope in ("global", "local"):
+            sent = step_communication(
+                strategy.needs, world_size, scope, shape.batch_size, shape.super_batch_size,
+                config.embed_dim, parameters, sample_bytes,
+            )  # fmt: skip
+            cells = [_bytes(sent.get(k, 0.0)) for k in ("gradients", "loss_texts", "embeddings", "samples")]
+            rows.append(
+                _row(
+                    name, f"{shape.filter_ratio:.2f}", scope, *cells, _bytes(sum(sent.values())), _flops(step)
+                )
+            )
+    return "\n".join(rows)
+
+
+def _bytes(value: float) -> str:
+    return "0" if not value else f"{value / 1e6:.3g} MB"
 
 
 def _training_row(config: ModelConfig) -> str:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from harness.commands.train import add_optim_arguments, budget_from_args, optim_from_args, seed
+from harness.device import add_device_arguments
 from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
@@ -42,6 +43,7 @@ def register(subparsers: Any) -> None:
         "--seed", type=seed, default=0, help="seed of the reference's init and data order (default 0)"
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    add_device_arguments(parser)
     add_optim_arguments(parser)
     add_work_argument(parser)
     add_threads_argument(parser)
@@ -50,15 +52,25 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.data import dataset_from_args
+    from harness.device import check_precision, resolve_device
     from harness.reference import reference_config, train_reference
 
     budget = budget_from_args(args, DEFAULT_STEPS)
     optim = optim_from_args(args)
+    device = resolve_device(args.device)  # before anything is built: a missing GPU is said at once
+    precision = check_precision(args.precision, device)
     set_threads(args)
     work = work_dir(args)
     dataset = dataset_from_args(args, work)
     config = reference_config(
-        dataset, preset=args.preset, budget=budget, batch_size=args.batch_size, seed=args.seed, optim=optim
+        dataset,
+        preset=args.preset,
+        budget=budget,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        optim=optim,
+        device=device,
+        precision=precision,
     )
     record = train_reference(config, work, show_progress=not args.quiet)
     print(f"reference {record['hash']} (preset {args.preset}, seed {record['seed']}) on {dataset.root}")

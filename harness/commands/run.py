@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from harness.device import add_device_arguments
 from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
@@ -18,10 +19,15 @@ and the suite goes on, and the command then exits with status 1, naming each fai
 `jestbench publish SUITE` copies the leaderboards into results/.
 
 --threads N gives every run (and the data build and reference training) N torch threads; without it,
-runs share the cores out (all of them with --jobs 1, cores / N each with --jobs N).
+runs share the cores out (all of them with --jobs 1, cores / N each with --jobs N, cores / K for each
+rank with --nproc K).
 
 SUITE is a built-in suite (quick: every strategy once, minutes; full: the committed leaderboards, a
 few hours on 2 cores with --jobs 2) or a suite TOML file of your own (docs/SUITES.md).
+
+--nproc K trains each run over K processes (one per GPU, or K CPU processes with gloo), started
+through torchrun's API; the suite's selection_scope key says whether they select jointly over the
+whole super-batch (global, the default) or each from its own share (docs/DISTRIBUTED.md).
 """
 
 
@@ -38,9 +44,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--jobs", "-j", type=int, default=1, help="runs at once, in separate processes (default 1)"
     )
+    parser.add_argument(
+        "--nproc", type=int, default=1, help="processes per run, through torchrun's API (default 1)"
+    )
+    add_device_arguments(parser, suite=True)
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     add_work_argument(parser)
-    add_threads_argument(parser, "torch's choice with --jobs 1, else the cores shared out between the jobs")
+    add_threads_argument(
+        parser,
+        "torch's choice with --jobs 1, else the cores shared out between the jobs (or the ranks of --nproc)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -52,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.suites import load_suite
 
     set_threads(args)
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite).placed(device=args.device, precision=args.precision, nproc=args.nproc)
     work = work_dir(args)
     result = run_suite(suite, work, jobs=args.jobs, threads=args.threads, show_progress=not args.quiet)
     minutes = result.seconds / 60

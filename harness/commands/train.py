@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from harness.commands.strategies import add_param_argument, parse_params
+from harness.device import add_device_arguments
+from harness.distributed import SCOPES
 from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
@@ -18,6 +21,10 @@ The budget is in FLOPs (--budget 2e12), in uniform-equivalent steps (--budget-st
 strategy stops after the same examples whatever its FLOPs, which are still counted). Strategies that need reference embeddings use the reference
 trained on this dataset (`jestbench reference train`): the one --reference names, or the only one
 at --reference-seed, or the only one there is (several are an error that lists them).
+
+One run over K processes (K GPUs, or K CPU processes with gloo): `torchrun --nproc-per-node K -m
+harness train ...`; --selection-scope says whether the ranks select jointly over the whole
+super-batch (global) or each from its own share (local). docs/DISTRIBUTED.md has the details.
 """
 
 
@@ -76,6 +83,14 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, tuning: bool = False) 
         type=eval_fraction,
         default=0.25,
         help="evaluate every this fraction of the budget (default 0.25)",
+    )
+    add_device_arguments(parser)
+    parser.add_argument(
+        "--selection-scope",
+        choices=SCOPES,
+        default="global",
+        help="under torchrun: select from the whole super-batch gathered from every rank (global, the "
+        "default) or b/K from each rank's own B/K (local)",
     )
     add_optim_arguments(parser)
     add_work_argument(parser)
@@ -182,10 +197,14 @@ def register(subparsers: Any) -> None:
 def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[str, Any]) -> Any:
     """The :class:`harness.runconfig.RunConfig` that the run options describe."""
     from harness.data import dataset_from_args
+    from harness.device import check_precision, resolve_device
+    from harness.distributed import environment_world_size
     from harness.reference_store import find_reference
     from harness.runconfig import RunConfig
     from strategies import default_registry
 
+    device = resolve_device(args.device)  # before anything is built: a missing GPU is said at once
+    precision = check_precision(args.precision, device)
     budget = budget_from_args(args, 1000)
     optim = optim_from_args(args)
     work = work_dir(args)
@@ -210,18 +229,34 @@ def run_config_from_args(args: argparse.Namespace, strategy: str, params: dict[s
         on_bad_sample=args.on_bad_sample,
         eval_every=args.eval_every,
         optim=optim,
+        device=device,
+        precision=precision,
+        world_size=environment_world_size(),
+        selection_scope=args.selection_scope,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from harness.device import resolve_device
+    from harness.distributed import (
+        environment_world_size,
+        init_process_group,
+        leave_process_group,
+        main_first,
+    )
     from harness.train import train
 
     set_threads(args)
-    config = run_config_from_args(args, args.strategy, parse_params(args.param))
+    if environment_world_size() > 1:  # under torchrun: rank 0 builds missing data before the others look
+        init_process_group(resolve_device(args.device))
+    with main_first():
+        config = run_config_from_args(args, args.strategy, parse_params(args.param))
     result = train(
         config, work_dir(args), show_progress=not args.quiet, checkpoint_seconds=args.checkpoint_seconds
     )
-    print(summarise(result.run))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(summarise(result.run))
+    leave_process_group()
     return 0
 
 

@@ -91,12 +91,21 @@ def _run_options_given(args: argparse.Namespace) -> list[str]:
     probe = argparse.ArgumentParser(add_help=False)
     add_run_arguments(probe, tuning=True)
     defaults = vars(probe.parse_args([]))
-    allowed = ("work", "threads", "seed")  # where files go and how fast: not part of the suite's run
+    # Where files go, where and how fast runs compute: the command line's, over the suite's.
+    allowed = ("work", "threads", "seed", "device", "precision")
     return sorted(
         f"--{k.replace('_', '-')}"
         for k, v in defaults.items()
         if k not in allowed and getattr(args, k) not in (v, None)
     )
+
+
+def _given(args: argparse.Namespace, option: str) -> str | None:
+    """An option's value if the command line gave it (its default otherwise leaves the suite's)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_run_arguments(probe)
+    value = getattr(args, option)
+    return None if value == probe.get_default(option) else str(value)
 
 
 def _tuning_from_options(args: argparse.Namespace, storage: str, heartbeat: int) -> Any:
@@ -175,7 +184,9 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(
                 f"{', '.join(given)}: the suite {args.suite!r} gives the run; pass either a suite or run options"
             )
-        suite = load_suite(args.suite)
+        suite = load_suite(args.suite).placed(
+            device=_given(args, "device"), precision=_given(args, "precision")
+        )
         setup = tuning_from_suite(
             suite,
             args.strategy,

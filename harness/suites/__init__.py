@@ -36,12 +36,27 @@ from typing import Any
 
 from harness.cost import Budget
 from harness.data import Dataset
+from harness.device import DEVICES, PRECISIONS, check_precision, resolve_device
+from harness.distributed import SCOPES
 from harness.errors import UserError
 from harness.runconfig import OptimConfig, RunConfig
 from harness.workdir import checked_name
 from strategies import default_registry
 
-RUN_KEYS = ("preset", "batch_size", "budget", "filter_ratio", "seeds", "eval_every", "reference_cached")
+RUN_KEYS = (
+    "preset",
+    "batch_size",
+    "budget",
+    "filter_ratio",
+    "seeds",
+    "eval_every",
+    "reference_cached",
+    "device",
+    "precision",
+    "selection_scope",
+)
+# Where and how the runs compute (docs/DISTRIBUTED.md): one value per suite, with these choices.
+PLACEMENT_KEYS = {"device": DEVICES, "precision": PRECISIONS, "selection_scope": SCOPES}
 GRID_KEYS = ("preset", "batch_size", "budget", "filter_ratio", "eval_every", "reference_cached")
 DATA_KEYS = (
     "data",
@@ -98,6 +113,7 @@ class Section:
     optim: dict[str, Any]
     reference: dict[str, Any]
     strategies: list[dict[str, Any]]
+    world_size: int = 1  # ranks per run: `jestbench run --nproc K`, not a suite key
 
     @property
     def seeds(self) -> list[int]:
@@ -147,6 +163,15 @@ class Section:
     def optim_config(self) -> OptimConfig:
         return OptimConfig(**self.optim)
 
+    @property
+    def device(self) -> str:
+        """The resolved device of the section's runs and references (``auto``: CUDA when present)."""
+        return resolve_device(str(self.run.get("device", "auto")))
+
+    @property
+    def precision(self) -> str:
+        return check_precision(str(self.run.get("precision", "fp32")), self.device)
+
     def run_config(self, entry: Entry, seed: int, dataset: Dataset, reference: str | None) -> RunConfig:
         """The run of ``entry`` at ``seed`` (the same config a ``jestbench train`` would make)."""
         needs = default_registry().get_strategy(entry.strategy, **entry.params).needs
@@ -167,6 +192,10 @@ class Section:
             eval_every=float(settings.get("eval_every", 0.25)),
             optim=self.optim_config(),
             pool=entry.pool,
+            device=self.device,
+            precision=self.precision,
+            world_size=self.world_size,
+            selection_scope=str(self.run.get("selection_scope", "global")),
         )
 
     def run_configs(self, dataset: Dataset, references: Sequence[str]) -> list[RunConfig]:
@@ -194,6 +223,20 @@ class Suite:
     sections: list[Section]
     tune: dict[str, Any] = field(default_factory=dict)
     sectioned: bool = False  # has [[sections]]: each renders its own leaderboard beside an index
+
+    @property
+    def world_size(self) -> int:
+        """Ranks per run (every section's: :meth:`placed` sets them alike)."""
+        return self.sections[0].world_size
+
+    def placed(self, *, device: str | None = None, precision: str | None = None, nproc: int = 1) -> Suite:
+        """This suite with the command line's ``--device``, ``--precision`` and ``--nproc``, where
+        given, in every section."""
+        if nproc < 1:
+            raise SuiteError(f"--nproc {nproc} must be >= 1")
+        given = {k: v for k, v in {"device": device, "precision": precision}.items() if v is not None}
+        sections = [dataclasses.replace(s, run={**s.run, **given}, world_size=nproc) for s in self.sections]
+        return dataclasses.replace(self, sections=sections)
 
     def section_for(self, strategy: str) -> Section:
         """The first section that lists ``strategy`` (the first section if none does): what ``jestbench
@@ -279,6 +322,11 @@ def _parse_section(top: Mapping[str, Any], spec: Mapping[str, Any], source: str)
     for key in ("preset", "batch_size", "budget"):
         if key not in run:
             raise SuiteError(f"{source}: {where}[run] needs {key!r}")
+    for key, choices in PLACEMENT_KEYS.items():
+        if key in run and run[key] not in choices:
+            raise SuiteError(
+                f"{source}: {where}[run] {key} = {run[key]!r} is not one of {', '.join(choices)}"
+            )
     data_table = {**top.get("data", {"data": "shapes"}), **spec.get("data", {})}
     _known(data_table, DATA_KEYS, source, f"{where}[data]")
     inherited = dict(top.get("reference", {}))
