@@ -23,7 +23,6 @@ over B = 65,536 random embeddings on the GPU.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from table import write_table
 
 from harness.data import open_data, open_dataset
 from harness.distributed import launch
@@ -248,13 +248,7 @@ def main() -> None:
     rows = cpu_rows(args)
     if args.device == "cuda":
         rows += gpu_rows(args)
-    fields = list(dict.fromkeys(k for row in rows for k in row))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.out}")
+    write_table(args.out, rows)
 
 
 if __name__ == "__main__":

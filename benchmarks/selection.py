@@ -20,7 +20,6 @@ Prints a table and writes results/bench/selection.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import multiprocessing
 import platform
 import resource
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from table import write_table
 
 from harness.losses import pair_losses
 from harness.view import DenseScoreView, EmbeddingView
@@ -153,12 +153,7 @@ def main() -> None:
                         "threads": torch.get_num_threads(),
                     }
                 )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.out}")
+    write_table(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,13 @@ results/bench/step.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from table import write_table
 
 from harness.data import SuperBatchStream
 from harness.runner import prepare
@@ -129,12 +129,7 @@ def main() -> None:
             "threads": args.threads,
         }
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.out}")
+    write_table(args.out, rows)
 
 
 if __name__ == "__main__":

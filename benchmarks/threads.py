@@ -14,7 +14,6 @@ a change in the machine's other load falls on every cell, and the median is repo
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -23,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from table import write_table
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "bench" / "threads.csv"
 HOG = "while True:\n    pass\n"
@@ -142,12 +143,7 @@ def main() -> None:
             f"{ratio:>8.2f}x {median['train_step']:>9.3f}s"
         )
         rows.append({"hogs": hogs, "threads": threads, "omp_wait_policy": policy, **median})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.out}")
+    write_table(args.out, rows)
 
 
 if __name__ == "__main__":
