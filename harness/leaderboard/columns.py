@@ -324,7 +324,7 @@ COMPUTE = (
 
 NOISE_MEANING = {
     "clean": "an image with its own caption",
-    "redundant": "a near-copy of one of a few source images, with its caption: clean but adds little",
+    "redundant": "a near-copy of a source image that other samples of the pool copy too, with its caption: clean but adds little once learnt",
     "mismatched": "an image with another sample's caption",
     "uninformative": "an image with boilerplate alt text",
     "unlearnable": "pixel noise with a random caption",
