@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# One thread per worker also for what a test runs through the CLI in-process or in a subprocess:
+# jestbench's default thread count follows OMP_NUM_THREADS, else the CPUs. Results are reproducible
+# only at a fixed count, so a test comparing two runs must not see one at 1 thread and one at 2.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import pytest
 import torch
 from filelock import FileLock

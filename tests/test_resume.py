@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import torch
 from conftest import Learning
 
 from harness.progress import INTERRUPTED
@@ -54,6 +55,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_final_metrics(learning: L
     assert not list((killed / "checkpoints").glob("*.pt"))  # removed once complete
 
     config = RunConfig.from_dict(run.config)
+    torch.set_num_threads(1)  # the killed run's --threads: an in-process CLI test may have set another
     reference = train(config, learning.private_work_dir(tmp_path / "whole"), show_progress=False).run
     assert reference.run_id == run.run_id
 
