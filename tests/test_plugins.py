@@ -19,106 +19,88 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "jestbench-example-plugin"
 
 
-def _pip_install(package: Path, target: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(package),
-        ],
-        check=True,
-        capture_output=True,
+def _pip_install(package: Path, target: Path, *, editable: bool = False) -> None:
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    source = ["-e", str(package)] if editable else [str(package)]
+    subprocess.run([*command, "--target", str(target), *source], check=True, capture_output=True)
+
+
+def _package(root: Path, name: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:
+    """A plugin distribution ``name`` in ``root``: each module's ``__init__.py`` and the entry points."""
+    for module, source in modules.items():
+        (root / module).mkdir(parents=True)
+        (root / module / "__init__.py").write_text(textwrap.dedent(source))
+    points = "\n".join(f'{point} = "{target}"' for point, target in entry_points.items())
+    (root / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [build-system]
+            requires = ["setuptools>=69"]
+            build-backend = "setuptools.build_meta"
+            [project]
+            name = "{name}"
+            version = "0.0.1"
+            [project.entry-points."jestbench.strategies"]
+            """
+        ).format(name=name)
+        + points
+        + f"\n[tool.setuptools]\npackages = {sorted(modules)!r}\n".replace("'", '"')
     )
+    return root
 
 
 def _broken_package(root: Path) -> Path:
     """A plugin package with three bad entry points: one whose module fails to import, one whose name
     is taken by a built-in, and one whose class calls itself by another name."""
-    (root / "jestbench_broken").mkdir(parents=True)
-    (root / "jestbench_broken" / "__init__.py").write_text("raise ImportError('a dependency is missing')\n")
-    (root / "jestbench_misnamed").mkdir(parents=True)
-    (root / "jestbench_misnamed" / "__init__.py").write_text(
-        textwrap.dedent(
-            """
-            import torch
-            import jestbench
+    misnamed = """
+        import torch
+        import jestbench
 
-            class FirstB(jestbench.Strategy):
-                name = "first-b"
+        class FirstB(jestbench.Strategy):
+            name = "first-b"
 
-                def select(self, view, batch_size, generator):
-                    return torch.arange(batch_size)
-            """
-        )
+            def select(self, view, batch_size, generator):
+                return torch.arange(batch_size)
+        """
+    return _package(
+        root,
+        "jestbench-broken-plugin",
+        {
+            "jestbench_broken": "raise ImportError('a dependency is missing')\n",
+            "jestbench_misnamed": misnamed,
+        },
+        {
+            "broken-rule": "jestbench_broken:Rule",
+            "jest": "jestbench_broken:Jest",
+            "misnamed": "jestbench_misnamed:FirstB",
+        },
     )
-    (root / "pyproject.toml").write_text(
-        textwrap.dedent(
-            """
-            [build-system]
-            requires = ["setuptools>=69"]
-            build-backend = "setuptools.build_meta"
-            [project]
-            name = "jestbench-broken-plugin"
-            version = "0.0.1"
-            [project.entry-points."jestbench.strategies"]
-            broken-rule = "jestbench_broken:Rule"
-            jest = "jestbench_broken:Jest"
-            misnamed = "jestbench_misnamed:FirstB"
-            [tool.setuptools]
-            packages = ["jestbench_broken", "jestbench_misnamed"]
-            """
-        )
-    )
-    return root
 
 
 def _raising_package(root: Path) -> Path:
     """A plugin whose selection raises after ``fail_after`` calls (the harness predicts a step's cost
     with one call before the run starts)."""
-    (root / "jestbench_raising").mkdir(parents=True)
-    (root / "jestbench_raising" / "__init__.py").write_text(
-        textwrap.dedent(
-            """
-            import torch
-            import jestbench
+    rule = """
+        import torch
+        import jestbench
 
-            class Rule(jestbench.Strategy):
-                name = "raising-rule"
-                params = (jestbench.Param("fail_after", int, 1, "calls that succeed", low=0),)
-                calls = 0
+        class Rule(jestbench.Strategy):
+            name = "raising-rule"
+            params = (jestbench.Param("fail_after", int, 1, "calls that succeed", low=0),)
+            calls = 0
 
-                def select(self, view, batch_size, generator):
-                    Rule.calls += 1
-                    if Rule.calls > self.config["fail_after"]:
-                        raise ValueError("the scores went negative")
-                    return torch.randperm(view.size, generator=generator)[:batch_size]
-            """
-        )
+            def select(self, view, batch_size, generator):
+                Rule.calls += 1
+                if Rule.calls > self.config["fail_after"]:
+                    raise ValueError("the scores went negative")
+                return torch.randperm(view.size, generator=generator)[:batch_size]
+        """
+    return _package(
+        root,
+        "jestbench-raising-plugin",
+        {"jestbench_raising": rule},
+        {"raising-rule": "jestbench_raising:Rule"},
     )
-    (root / "pyproject.toml").write_text(
-        textwrap.dedent(
-            """
-            [build-system]
-            requires = ["setuptools>=69"]
-            build-backend = "setuptools.build_meta"
-            [project]
-            name = "jestbench-raising-plugin"
-            version = "0.0.1"
-            [project.entry-points."jestbench.strategies"]
-            raising-rule = "jestbench_raising:Rule"
-            [tool.setuptools]
-            packages = ["jestbench_raising"]
-            """
-        )
-    )
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -251,11 +233,6 @@ print(json.dumps({"run_id": config.run_id, "plugin": config.plugin}))
 """
 
 
-def _pip_install_editable(package: Path, target: Path) -> None:
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*command, "--target", str(target), "-e", str(package)], check=True, capture_output=True)
-
-
 def _identity(site: Path, *, editable: bool = False) -> dict:
     # An editable install into a target directory works through its .pth file: addsitedir reads it.
     prelude = f"import site; site.addsitedir({str(site)!r})\n" if editable else ""
@@ -272,7 +249,7 @@ def test_a_plugins_distribution_version_and_source_are_part_of_its_run_id(site, 
     shutil.copytree(EXAMPLE, tmp_path / "same" / "src", ignore=ignore)
     _pip_install(tmp_path / "same" / "src", tmp_path / "same" / "site")
     shutil.copytree(EXAMPLE, tmp_path / "editable" / "src", ignore=ignore)
-    _pip_install_editable(tmp_path / "editable" / "src", tmp_path / "editable" / "site")
+    _pip_install(tmp_path / "editable" / "src", tmp_path / "editable" / "site", editable=True)
 
     original = _identity(site)
     plugin = original["plugin"]
