@@ -13,6 +13,8 @@ from harness.cost import Budget
 from harness.errors import UserError
 from harness.records import config_hash, strategy_identity
 
+# What a run offers its strategy: the raw pool as it is, or its clean pairs (the clean-only oracle).
+POOLS = ("all", "clean")
 MAX_LEARNING_RATE = 10.0  # far above any rate that trains (2e-3 is the default): a larger one is a typo
 
 
@@ -136,6 +138,7 @@ class RunConfig:
             "filter_ratio": (0 <= self.filter_ratio < 1, "in [0, 1)"),
             "eval_every": (0 < self.eval_every <= 1, "a fraction of the budget in (0, 1]"),
             "on_bad_sample": (self.on_bad_sample in ("error", "skip"), "'error' or 'skip'"),
+            "pool": (self.pool in POOLS, " or ".join(repr(p) for p in POOLS)),
             "eval_splits": (len(self.eval_splits) > 0, "at least one split"),
         }
         for name, (ok, allowed) in checks.items():

@@ -42,7 +42,6 @@ from strategies import (
     default_registry,
 )
 
-POOLS = ("all", "clean")
 EIGHTHS = 8  # the mechanism check's resolution over training (docs/RESULTS.md)
 
 
@@ -197,8 +196,6 @@ class Stepper:
         check_layout(
             config.world_size, config.selection_scope, b, big_b, len(self.strategy.training.resolutions)
         )
-        if config.pool not in POOLS:
-            raise TrainingError(f"pool={config.pool!r} must be one of {', '.join(POOLS)}")
         if config.pool != "all" and (self.strategy.needs.learner or self.strategy.needs.reference):
             # The cost model charges scoring over B; a filtered super-batch would be overcharged.
             raise TrainingError(
@@ -401,9 +398,8 @@ class Stepper:
             pairwise=self.ranks.pairwise(view.pairwise_macs),
             selection=self.ranks.pairwise(selection),
         )
-        eighth = min(
-            EIGHTHS - 1, EIGHTHS * self.ledger.used // self.ledger.limit
-        )  # of the budget in its own unit
+        # The eighth of the budget (in its own unit) this step began in.
+        eighth = min(EIGHTHS - 1, EIGHTHS * self.ledger.used // self.ledger.limit)
         self.ledger.charge(cost)
         p = self.progress
         p.super_batches += 1

@@ -71,6 +71,7 @@ def test_a_budget_of_zero_or_less_is_refused(budget):
         ("eval_every", 1.5),
         ("on_bad_sample", "ignore"),
         ("eval_splits", ()),
+        ("pool", "noisy"),
     ],
 )
 def test_values_no_run_could_use_are_refused_by_name(field, value):

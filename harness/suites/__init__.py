@@ -39,7 +39,7 @@ from harness.data import Dataset
 from harness.device import DEVICES, PRECISIONS, check_precision, resolve_device
 from harness.distributed import SCOPES
 from harness.errors import UserError
-from harness.runconfig import OptimConfig, RunConfig
+from harness.runconfig import POOLS, OptimConfig, RunConfig
 from harness.workdir import checked_name
 from strategies import default_registry
 
@@ -76,7 +76,6 @@ SECTION_KEYS = ("name", "description", "note", "track", "data", "run", "referenc
 TOP_KEYS = ("name", "description", "note", "data", "run", "reference", "strategies", "sections", "tune")
 TRACKS = ("flops", "examples")
 REFERENCE_CHOICES = ("first", "all")
-POOL_CHOICES = ("all", "clean")
 # The [tune] table (docs/TUNING.md); its search-space specs are checked by harness.tune, which knows
 # the strategy being tuned.
 TUNE_KEYS = ("trials", "pruner", "filter_ratio", "learning_rate", "params")
@@ -345,7 +344,7 @@ def _parse_section(top: Mapping[str, Any], spec: Mapping[str, Any], source: str)
         label = f"{where}[[strategies]] {strategy['name']!r}"
         _known(strategy, STRATEGY_KEYS, source, label)
         _choice(strategy.get("references", "first"), REFERENCE_CHOICES, source, f"{label} references")
-        _choice(strategy.get("pool", "all"), POOL_CHOICES, source, f"{label} pool")
+        _choice(strategy.get("pool", "all"), POOLS, source, f"{label} pool")
     track = str(spec.get("track", "flops"))
     _choice(track, TRACKS, source, f"{where}track")
     section = Section(
