@@ -490,10 +490,11 @@ class Ranks:
         return saved
 
 
-def launch(entrypoint: Callable[..., Any], args: Sequence[Any], nproc: int, name: str) -> None:
+def launch(entrypoint: Callable[..., Any], args: Sequence[Any], nproc: int, name: str) -> Any:
     """Run ``entrypoint(*args)`` on ``nproc`` local ranks through torchrun's own API
-    (``elastic_launch``, rendezvous on a free local port); a rank's failure ends the others and is
-    raised here as a :class:`DistributedError` carrying that rank's error."""
+    (``elastic_launch``, rendezvous on a free local port) and return what rank 0 returned; a rank's
+    failure ends the others and is raised here as a :class:`DistributedError` carrying that rank's
+    error."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -510,10 +511,11 @@ def launch(entrypoint: Callable[..., Any], args: Sequence[Any], nproc: int, name
         start_method="spawn",
     )
     try:
-        elastic_launch(config, entrypoint)(*args)
+        returned = elastic_launch(config, entrypoint)(*args)
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
         raise DistributedError(f"rank {rank} of {nproc} failed: {failure_message(failure)}") from None
+    return returned[0]
 
 
 def failure_message(failure: Any) -> str:

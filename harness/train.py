@@ -53,6 +53,10 @@ EvaluationCallback = Callable[[int, list[Evaluation]], None]
 LEFT_OUT_CAUSES = tuple(f.name for f in dataclasses.fields(LeftOut) if f.name != "usable")
 
 
+class RunStopped(Exception):
+    """Raised on the other ranks of a distributed run whose rank 0 ``on_evaluation`` stopped it."""
+
+
 class _Stopped(Exception):
     """Carries an exception raised by ``on_evaluation``: the caller stopped the run, it did not fail."""
 
@@ -272,8 +276,9 @@ def train(
 ) -> TrainResult:
     """Run (or resume) ``config`` to its budget; the run file and checkpoints go under ``work_dir``.
 
-    ``on_evaluation(k, evaluations)`` is called after evaluation ``k`` (0 is the untrained model); it
-    may raise to stop the run (the tuner's pruner does), leaving the run resumable. A run that is
+    ``on_evaluation(k, evaluations)`` is called after evaluation ``k`` (0 is the untrained model), on
+    rank 0 alone in a distributed run (give one on every rank or on none); it may raise to stop the run (the tuner's pruner does), leaving
+    the run resumable: the other ranks then raise :class:`RunStopped`. A run that is
     already complete is not trained again: its record and final model are returned.
     """
     if model_path(work_dir, config.run_id).exists():
@@ -310,11 +315,16 @@ def train(
         last_checkpoint = time.monotonic()
         run.save()
         last_mean = next((e.scores.mean for e in evaluations if e.split == config.eval_splits[0]), last_mean)
-        if on_evaluation is not None:
+        if on_evaluation is None:
+            return
+        stop: Exception | None = None
+        if run.ranks.is_main:  # rank 0 holds the evaluations
             try:
                 on_evaluation(run.progress.evaluations - 1, evaluations)
             except Exception as err:  # the caller's stop (a pruned trial): the run stays resumable
-                raise _Stopped(err) from err
+                stop = err
+        if run.ranks.agree(stop is not None):  # every rank stops with rank 0
+            raise _Stopped(stop or RunStopped(f"rank 0 stopped run {config.run_id}"))
 
     try:
         if run.progress.evaluations == 0:

@@ -14,7 +14,7 @@ import torch
 from harness.distributed import init_process_group, leave_process_group
 from harness.runconfig import RunConfig
 from harness.step import Stepper
-from harness.train import train
+from harness.train import RunStopped, train
 from harness.view import EmbeddingView
 from strategies import Embeddings, default_registry
 
@@ -106,7 +106,7 @@ def resume(config: dict[str, Any], whole: str, interrupted: str, out: str) -> No
         if k == 1:
             raise Stop
 
-    with contextlib.suppress(Stop):
+    with contextlib.suppress(Stop, RunStopped):  # rank 0's callback stops; the other ranks follow it
         # checkpoint_seconds=0: rank 0's clock says "checkpoint" after every step; the ranks agree on it
         train(run, Path(interrupted), show_progress=False, on_evaluation=stop, checkpoint_seconds=0.0)
     resumed = train(run, Path(interrupted), show_progress=False).run

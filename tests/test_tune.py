@@ -39,7 +39,7 @@ from harness.tune import (
     tuning_from_suite,
 )
 from harness.tune.storage import allow_experimental
-from harness.tune.study import MAX_REPEATS
+from harness.tune.study import MAX_REPEATS, final_score, parse_pruner
 
 # CI's .ci/postgres makes this role and database; set the variable to use another server.
 POSTGRES_URL = os.environ.get(
@@ -441,6 +441,34 @@ def test_a_median_pruner_prunes_every_trial_worse_than_a_perfect_one_at_the_same
         run = RunFile.load(RunFile.path_for(work, trial.user_attrs["run_id"]))
         assert run.status == "running" and max(row["evaluation"] for row in run.rows) == 1
         assert (work / "checkpoints" / f"{run.run_id}.pt").exists()  # stopped, resumable
+
+
+def test_trials_over_two_ranks_report_every_evaluation_and_a_pruned_one_stops_every_rank(
+    learning: Learning, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("JESTBENCH_DIST_TIMEOUT", "60")  # a rank left waiting fails the test in a minute
+    table = '[tune]\npruner = "none"\nfilter_ratio = 0.5\n'  # B = 64 splits over 2 ranks; two points
+    path = write_suite(learning, tmp_path, table, budget="20 steps", strategies=("uniform",))
+    work = learning.private_work_dir(tmp_path)
+    tuning = tuning_from_suite(
+        load_suite(str(path)).placed(nproc=2), "uniform", work, storage=default_storage_url(work)
+    ).tuning
+    run_study(tuning, trials=1, threads=1)
+    (done,) = trials_of(tuning)
+    run = RunFile.load_complete(work, done.user_attrs["run_id"])
+    assert done.state == TrialState.COMPLETE and run is not None and run.config["world_size"] == 2
+    assert done.value == final_score(run.rows)
+    # Rank 0 reported every evaluation to the trial through the storage.
+    assert done.intermediate_values == {r["evaluation"]: r["mean"] for r in run.rows if r["split"] == "val"}
+
+    # A threshold no score reaches: the other point is pruned at its first evaluation after warm-up.
+    pruning = dataclasses.replace(tuning, pruner=parse_pruner({"name": "threshold", "lower": 2.0}))
+    run_study(pruning, trials=2, threads=1)
+    pruned = trials_of(tuning)[-1]
+    assert pruned.state == TrialState.PRUNED and set(pruned.intermediate_values) == {0, 1}
+    run = RunFile.load(RunFile.path_for(work, pruned.user_attrs["run_id"]))
+    assert run.status == "running" and run.config["world_size"] == 2
+    assert (work / "checkpoints" / f"{run.run_id}.pt").exists()  # stopped on both ranks, resumable
 
 
 def test_a_killed_worker_trial_is_failed_by_its_heartbeat_then_retried_resuming_its_run(

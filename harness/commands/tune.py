@@ -19,7 +19,9 @@ compares trials at the same share of the budget whatever their filter ratio.
 
 The run comes from SUITE (its entry for the strategy; its [tune] table sets the space, the pruner and
 the trial count) or, without a suite, from the same options as `jestbench train`. --param k=v holds
-a strategy parameter at v (it is not searched), and -f F the filter ratio at F. --trials N brings
+a strategy parameter at v (it is not searched), and -f F the filter ratio at F. --nproc K runs each
+trial over K processes (K GPUs, or K CPU processes with gloo), started through torchrun's API; its
+rank 0 reports to the study. --trials N brings
 the study to N finished trials: rerunning the command continues the study, running only what is
 missing. A trial whose worker was killed is marked failed by its missed heartbeat and queued again.
 
@@ -47,6 +49,13 @@ def register(subparsers: Any) -> None:
         "--trials", type=int, help="finished trials the study should have (default: [tune] trials, or 20)"
     )
     study.add_argument("--workers", type=int, default=1, help="worker processes on the study (default 1)")
+    study.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="K",
+        help="processes per trial, through torchrun's API: each worker's trials run over K ranks (default 1)",
+    )
     study.add_argument(
         "--storage", metavar="URL", help="SQLAlchemy URL or journal:PATH (default: SQLite in WORK/studies)"
     )
@@ -135,7 +144,7 @@ def _tuning_from_options(args: argparse.Namespace, storage: str, heartbeat: int)
         reference = args.reference or find_reference(
             work_dir(args), open_dataset(Path(base.dataset)), base.preset, args.reference_seed
         )
-    base = dataclasses.replace(base, eval_splits=(TUNING_SPLIT,))
+    base = dataclasses.replace(base, eval_splits=(TUNING_SPLIT,), world_size=args.nproc)
     return Tuning(
         study=args.study or default_study_name("tune", base, space),
         storage=storage,
@@ -175,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
     heartbeat = args.heartbeat if args.heartbeat is not None else DEFAULT_HEARTBEAT
     if heartbeat < 1:
         raise UserError(f"--heartbeat {heartbeat} must be >= 1")
+    if args.nproc < 1:
+        raise UserError(f"--nproc {args.nproc} must be >= 1")
     with storage_session(storage, heartbeat=heartbeat):
         pass  # an unreachable storage fails now, not after the data and the reference are built
     companions: list[str] = []
@@ -185,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
                 f"{', '.join(given)}: the suite {args.suite!r} gives the run; pass either a suite or run options"
             )
         suite = load_suite(args.suite).placed(
-            device=_given(args, "device"), precision=_given(args, "precision")
+            device=_given(args, "device"), precision=_given(args, "precision"), nproc=args.nproc
         )
         setup = tuning_from_suite(
             suite,

@@ -29,7 +29,7 @@ import platform
 import secrets
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +39,11 @@ import torch
 from filelock import FileLock
 from optuna.trial import TrialState
 
+from harness.distributed import launch, leave_process_group
 from harness.errors import UserError
 from harness.records import RunFile, config_hash
 from harness.runconfig import RunConfig
-from harness.train import train
+from harness.train import RunStopped, train
 from harness.tune.space import SearchSpace
 from harness.tune.storage import DEFAULT_HEARTBEAT, allow_experimental, redact, storage_lock, storage_session
 from harness.workdir import checked_name, default_threads
@@ -247,10 +248,13 @@ class Objective:
     """One trial: draw a point no other trial has run or is running, run its config (or reuse its
     run), report each evaluation."""
 
-    def __init__(self, tuning: Tuning, sampler: str = "", seed: int | None = None) -> None:
+    def __init__(
+        self, tuning: Tuning, sampler: str = "", seed: int | None = None, threads: int | None = None
+    ) -> None:
         self.tuning = tuning
         self.sampler = sampler  # who draws: recorded in each trial
         self.seed = seed
+        self.threads = threads  # each rank's, for a trial over K ranks
         self.trials: list[int] = []  # numbers of the trials this worker ran
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -272,16 +276,7 @@ class Objective:
 
     def _run(self, trial: optuna.Trial, config: RunConfig) -> float:
         work = self.tuning.work_dir
-        reported: set[int] = set()
-
-        def report(step: int, score: float, *, prune: bool = True) -> None:
-            if step in reported:
-                return
-            reported.add(step)
-            trial.report(score, step)
-            if prune and trial.should_prune():
-                raise optuna.TrialPruned(f"val mean {score:.4f} at evaluation {step}")
-
+        report = _Reports(trial)
         path = RunFile.path_for(work, config.run_id)
         if path.exists():
             run = RunFile.load(path)
@@ -293,18 +288,103 @@ class Objective:
                     report(row["evaluation"], row["mean"], prune=not done)
             if done:
                 return final_score(run.rows)
-
-        def on_evaluation(step: int, evaluations: list[Any]) -> None:
-            report(step, next(e.scores.mean for e in evaluations if e.split == TUNING_SPLIT))
-
-        result = train(
-            config,
-            work,
-            show_progress=False,
-            on_evaluation=on_evaluation,
-            checkpoint_seconds=self.tuning.checkpoint_seconds,
+        if config.world_size == 1:
+            result = train(
+                config,
+                work,
+                show_progress=False,
+                on_evaluation=report.on_evaluation,
+                checkpoint_seconds=self.tuning.checkpoint_seconds,
+            )
+            return final_score(result.run.rows)
+        # Over K ranks started through torchrun's API: rank 0 reports to this trial in the storage.
+        address = _TrialAddress(
+            self.tuning.storage,
+            self.tuning.study,
+            trial._trial_id,  # Optuna's id of the trial in its storage (the number is per study)
+            self.tuning.pruner,
+            tuple(sorted(report.reported)),
         )
-        return final_score(result.run.rows)
+        args = (config.to_dict(), str(work), self.threads, self.tuning.checkpoint_seconds, address)
+        outcome, value = launch(_trial_rank, args, config.world_size, config.run_id)
+        if outcome == "pruned":
+            raise optuna.TrialPruned(value)
+        return float(value)
+
+
+class _Reports:
+    """A trial's evaluations reported to Optuna as steps, each once; the pruner asked after each
+    (``optuna.TrialPruned`` when it says stop)."""
+
+    def __init__(self, trial: optuna.Trial, reported: tuple[int, ...] = ()) -> None:
+        self.trial = trial
+        self.reported = set(reported)
+
+    def __call__(self, step: int, score: float, *, prune: bool = True) -> None:
+        if step in self.reported:
+            return
+        self.reported.add(step)
+        self.trial.report(score, step)
+        if prune and self.trial.should_prune():
+            raise optuna.TrialPruned(f"val mean {score:.4f} at evaluation {step}")
+
+    def on_evaluation(self, step: int, evaluations: list[Any]) -> None:
+        """:func:`harness.train.train`'s callback: the ``val`` mean of evaluation ``step``."""
+        self(step, next(e.scores.mean for e in evaluations if e.split == TUNING_SPLIT))
+
+
+def _ignore(step: int, evaluations: list[Any]) -> None:
+    """The callback of the ranks other than 0 (train calls rank 0's alone)."""
+
+
+@dataclass(frozen=True)
+class _TrialAddress:
+    """Where the rank 0 of a trial over K ranks reports: the trial in its study's storage, the
+    study's pruner, and the steps already reported (from the run's rows before it resumed)."""
+
+    storage: str
+    study: str
+    trial_id: int
+    pruner: dict[str, Any]
+    reported: tuple[int, ...]
+
+
+def _trial_rank(
+    config_dict: dict[str, Any],
+    work: str,
+    threads: int | None,
+    checkpoint_seconds: float,
+    address: _TrialAddress,
+) -> tuple[str, float | str]:
+    """One rank of a trial over K ranks (what :func:`harness.distributed.launch` starts): train, and
+    on rank 0 report each evaluation to the trial through the storage and ask the pruner, which
+    stops every rank. Returns ``("complete", score)`` or ``("pruned", why)``; only rank 0's counts."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    config = RunConfig.from_dict(config_dict)
+    with ExitStack() as stack:
+        on_evaluation: Callable[[int, list[Any]], None] = _ignore  # every rank passes one; rank 0's runs
+        if int(os.environ.get("RANK", "0")) == 0:
+            storage = stack.enter_context(storage_session(address.storage))
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            study = optuna.load_study(
+                study_name=address.study, storage=storage, pruner=make_pruner(address.pruner)
+            )
+            on_evaluation = _Reports(
+                optuna.trial.Trial(study, address.trial_id), address.reported
+            ).on_evaluation
+        try:
+            result = train(
+                config,
+                Path(work),
+                show_progress=False,
+                on_evaluation=on_evaluation,
+                checkpoint_seconds=checkpoint_seconds,
+            )
+        except (optuna.TrialPruned, RunStopped) as stopped:
+            leave_process_group()
+            return "pruned", str(stopped)
+    return "complete", (final_score(result.run.rows) if result.run.rows else float("nan"))
 
 
 def _trial_running_or_ran(trial: optuna.Trial, run_id: str) -> int | None:
@@ -361,7 +441,7 @@ def run_worker(
     optimize_log = logging.getLogger("optuna.study._optimize")  # where Optuna reports failed trials
     if _not_a_repeat not in optimize_log.filters:
         optimize_log.addFilter(_not_a_repeat)
-    objective = Objective(tuning, f"{platform.node()}:{os.getpid()}/worker {worker}", seed)
+    objective = Objective(tuning, f"{platform.node()}:{os.getpid()}/worker {worker}", seed, threads)
     with storage_session(tuning.storage, heartbeat=tuning.heartbeat) as storage:
         study = open_study(tuning, storage, optuna.samplers.TPESampler(seed=seed))
         study.optimize(
@@ -458,10 +538,13 @@ def run_study(
         f"study {tuning.study} ({redact(tuning.storage)}): {finished} finished, {running} running; "
         f"{remaining} to run with {len(shares)} worker(s)"
     )
+    ranks = tuning.base.world_size  # of each trial: K ranks per worker
     if len(shares) <= 1:
+        if ranks > 1:
+            threads = threads or default_threads(ranks)
         by_worker = [run_worker(tuning, 0, shares[0], seeds[0], threads, announce)] if shares else []
     else:
-        per_worker = threads or default_threads(len(shares))
+        per_worker = threads or default_threads(len(shares) * ranks)
         work = [(tuning, i, n, seeds[i], per_worker) for i, n in enumerate(shares)]
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(len(shares), mp_context=context) as pool:
