@@ -201,9 +201,34 @@ def run_suite(
         f"suite {suite.name}: {len(configs)} runs in {len(plans)} section(s), {len(skipped)} already "
         f"complete, {len(pending)} to run"
     )
+    failed = run_configs(
+        pending, work_dir, jobs=jobs, threads=threads, show_progress=show_progress, announce=announce
+    )
+    boards, index = render_suite(suite, plans, work_dir)
+    return SuiteResult(list(configs), skipped, failed, boards, index, time.monotonic() - started, configs)
+
+
+def run_configs(
+    pending: list[RunConfig],
+    work_dir: Path,
+    *,
+    jobs: int = 1,
+    threads: int | None = None,
+    show_progress: bool = True,
+    announce: Callable[[str], None] = print,
+) -> dict[str, str]:
+    """Run (or resume) each of ``pending``, ``jobs`` at a time in processes of their own when more
+    than one, announcing each; return the errors of those that failed, by run id (each recorded in
+    its run file; the others went on).
+
+    Args:
+        threads: torch threads of every run (default: this process's with one job, the cores
+            shared out with several).
+    """
     failed: dict[str, str] = {}
     if jobs == 1:
-        rank_threads = threads or default_threads(suite.world_size)  # each rank's, over K ranks
+        world_size = max((c.world_size for c in pending), default=1)
+        rank_threads = threads or default_threads(world_size)  # each rank's, over K ranks
         for number, config in enumerate(pending, 1):
             announce(f"[{number}/{len(pending)}] {describe_run(config)}: run {config.run_id}")
             error = run_one(
@@ -215,19 +240,19 @@ def run_suite(
             if error:
                 failed[config.run_id] = error
                 announce(f"  failed: {error}")
-    else:
-        threads = threads or default_threads(jobs)
-        context = multiprocessing.get_context("spawn")
-        work = [(c.to_dict(), str(work_dir), threads) for c in pending]
-        # Workers ignore Ctrl-C: the parent alone reports the interruption, in one line.
-        with context.Pool(jobs, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
-            for number, (run_id, error) in enumerate(pool.imap_unordered(_run_in_process, work), 1):
-                outcome = f"failed: {error}" if error else "done"
-                announce(f"[{number}/{len(pending)}] {describe_run(configs[run_id])}: run {run_id} {outcome}")
-                if error:
-                    failed[run_id] = error
-    boards, index = render_suite(suite, plans, work_dir)
-    return SuiteResult(list(configs), skipped, failed, boards, index, time.monotonic() - started, configs)
+        return failed
+    threads = threads or default_threads(jobs)
+    context = multiprocessing.get_context("spawn")
+    work = [(c.to_dict(), str(work_dir), threads) for c in pending]
+    described = {c.run_id: describe_run(c) for c in pending}
+    # Workers ignore Ctrl-C: the parent alone reports the interruption, in one line.
+    with context.Pool(jobs, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN)) as pool:
+        for number, (run_id, error) in enumerate(pool.imap_unordered(_run_in_process, work), 1):
+            outcome = f"failed: {error}" if error else "done"
+            announce(f"[{number}/{len(pending)}] {described[run_id]}: run {run_id} {outcome}")
+            if error:
+                failed[run_id] = error
+    return failed
 
 
 def describe_run(config: RunConfig) -> str:

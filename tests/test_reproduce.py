@@ -16,7 +16,8 @@ from conftest import LEARN_REFERENCE, Learning
 from harness.cli import main
 from harness.data import Dataset
 from harness.losses import sigmoid_loss
-from harness.reproduce import CLAIMS, QUICK, VERDICTS, Check, decide
+from harness.reproduce import CLAIMS, QUICK, VERDICTS, Check, Context, decide
+from harness.reproduce.context import ANALYSIS_SEED
 from harness.reproduce.selection import joint_learnability
 from harness.reproduce.verdict import DOES_NOT_HOLD, HOLDS, NOT_MEASURED, NOT_TESTABLE, PARTLY
 from harness.view import EmbeddingView, dense_scores
@@ -97,7 +98,14 @@ def test_quick_writes_a_row_and_a_computed_verdict_per_claim(learning: Learning,
         "--out",
         str(out),
     ]
-    assert main([*argv, "--threads", "1"]) == 0
+    assert main([*argv, "--threads", "1", "--jobs", "2"]) == 0
+    # --jobs 2 trained the claims' runs first, two at a time: every run the claims used was planned,
+    # but the analysis run, which keeps snapshots through a callback in-process.
+    ctx = Context(work, learning.dataset, QUICK, out)
+    planned = {c.run_id for claim in CLAIMS for c in claim.runs(ctx)}
+    analysis = ctx.config("uniform", filter_ratio=0.0, seed=ANALYSIS_SEED).run_id
+    made = {p.stem for p in (work / "runs").glob("*.json")}
+    assert planned and planned <= made and made - planned == {analysis}, made - planned
 
     report = (out / "REPORT.md").read_text()
     rows = [line for line in report.splitlines() if re.match(r"^\| \d+ \|", line)]

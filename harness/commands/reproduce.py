@@ -10,14 +10,15 @@ from harness.data.arguments import add_data_arguments, dataset_from_args
 from harness.workdir import add_threads_argument, add_work_argument, set_threads, work_dir
 
 DESCRIPTION = """\
-Re-measure the claims of the JEST paper (Fig. 1-4, Flexi-JEST; the mechanism claim is listed as not
-measured yet, with why): train or reuse the runs each claim needs (complete runs in the work directory are not trained again), analyse real
-super-batches, and write REPORT.md and figures/ into --out (default WORK/reproduce/SCALE). Each claim
+Re-measure the claims of the JEST paper (Fig. 1-4, Flexi-JEST, the mechanism): train or reuse the
+runs each claim needs (complete runs in the work directory are not trained again; --jobs N trains
+them N at a time first), analyse real super-batches, and write REPORT.md and figures/ into --out
+(default WORK/reproduce/SCALE). Each claim
 gets one row: the paper's statement and number, ours with its interval, the seeds and data, and a
 verdict computed from paired tests with Holm's correction (docs/REPRODUCE.md).
 
-The full scale is the committed leaderboard's (small preset, b = 128, 4,000-step budget, three
-seeds): hours on 2 cores. --quick runs every claim with the tiny preset at a few steps (minutes; for
+The full scale is the `shapes` section of the full suite (small preset, b = 128, 1,500 uniform-
+equivalent steps, five seeds; its runs are reused): hours on 2 cores (docs/REPRODUCE.md). --quick runs every claim with the tiny preset at a few steps (minutes; for
 CI: its numbers mean little).
 """
 
@@ -35,6 +36,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--out", type=Path, metavar="DIR", help="report directory (default WORK/reproduce/SCALE)"
+    )
+    parser.add_argument(
+        "--jobs", "-j", type=int, default=1, help="runs at once, in separate processes (default 1)"
     )
     add_data_arguments(parser)
     add_work_argument(parser)
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     work = work_dir(args)
     out = (args.out or work / "reproduce" / scale.name).resolve()
     ctx = Context(work, dataset_from_args(args, work), scale, out)
-    reports = reproduce(ctx, [c for c in CLAIMS if c.number in chosen])
+    reports = reproduce(ctx, [c for c in CLAIMS if c.number in chosen], jobs=args.jobs, threads=args.threads)
     for r in reports:
         print(f"claim {r.claim.number} ({r.claim.figure}): {r.outcome.verdict.verdict}")
     print(f"report: {out / 'REPORT.md'}")

@@ -14,7 +14,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,7 @@ from harness.reproduce.selection import (
     sorted_matrix,
 )
 from harness.reproduce.verdict import NOT_TESTABLE, Check, Verdict, decide, fmt
+from harness.runconfig import RunConfig
 from strategies import Needs, Resolution, TrainingPlan, default_registry
 
 
@@ -55,6 +56,9 @@ class Outcome:
     details: list[str] = field(default_factory=list)
 
 
+K = TypeVar("K")
+
+
 @dataclass(frozen=True)
 class Claim:
     """One claim: what the paper says, what it needs, how it is measured and judged."""
@@ -67,6 +71,9 @@ class Claim:
     measures: str
     rule: str
     measure: Callable[[Context], Outcome]
+    # The runs ``measure`` trains, so that ``reproduce --jobs N`` can train them N at a time first;
+    # the analysis run with its snapshots (claims 1-3, 6) trains in-process, through a callback.
+    runs: Callable[[Context], list[RunConfig]] = field(default=lambda ctx: [])
 
 
 def _interval(values: Sequence[float]) -> str:
@@ -269,31 +276,53 @@ def equal_flops(a: RunFile, b: RunFile) -> float:
     return final_score(a) - final_score(b)
 
 
-def _runs(
+def _seeds(
     ctx: Context, strategy: str, params: Mapping[str, Any] | None, f: float, **kw: Any
-) -> list[RunFile]:
-    return [
-        ctx.run(ctx.config(strategy, params, filter_ratio=f, seed=seed, **kw)) for seed in ctx.scale.seeds
-    ]
+) -> list[RunConfig]:
+    """One configuration at every seed of the scale."""
+    return [ctx.config(strategy, params, filter_ratio=f, seed=seed, **kw) for seed in ctx.scale.seeds]
+
+
+Groups = Callable[[Context], Mapping[Any, list[RunConfig]]]
+
+
+def _trained(ctx: Context, groups: Mapping[K, list[RunConfig]]) -> dict[K, list[RunFile]]:
+    """Each group's runs, found complete or trained now."""
+    return {key: [ctx.run(c) for c in configs] for key, configs in groups.items()}
+
+
+def _planned(groups: Groups) -> Callable[[Context], list[RunConfig]]:
+    """A claim's ``runs``: every configuration of its groups."""
+    return lambda ctx: [c for configs in groups(ctx).values() for c in configs]
 
 
 def _pairs(a: list[RunFile], b: list[RunFile], how: Callable[[RunFile, RunFile], float]) -> list[float]:
     return [how(x, y) for x, y in zip(a, b, strict=True)]
 
 
-def measure_fig3(ctx: Context) -> Outcome:
-    s = ctx.scale
-    gain = {"gain": s.gain, "score": "learnability"}
-    kinds = {
+def _fig3_kinds(scale: Scale) -> dict[str, tuple[str, dict[str, Any] | None]]:
+    gain = {"gain": scale.gain, "score": "learnability"}
+    return {
         "learnability": ("learnability", None),
         "easy-reference": ("easy-reference", None),
         "hard-learner": ("hard-learner", None),
         "independent": ("prioritized", gain),
         "joint": ("jest", gain),
     }
-    runs = {
-        (k, f): _runs(ctx, name, params, f) for f in s.filter_ratios for k, (name, params) in kinds.items()
+
+
+def _fig3_groups(ctx: Context) -> dict[tuple[str, float], list[RunConfig]]:
+    return {
+        (k, f): _seeds(ctx, name, params, f)
+        for f in ctx.scale.filter_ratios
+        for k, (name, params) in _fig3_kinds(ctx.scale).items()
     }
+
+
+def measure_fig3(ctx: Context) -> Outcome:
+    s = ctx.scale
+    kinds = _fig3_kinds(s)
+    runs = _trained(ctx, _fig3_groups(ctx))
     checks = []
     for f in s.filter_ratios:
         for how, label in ((equal_flops, "equal FLOPs"), (equal_examples, "equal examples")):
@@ -355,18 +384,23 @@ def _per_step(run: RunFile) -> dict[str, float]:
     }
 
 
+def _cost_groups(ctx: Context) -> dict[str, list[RunConfig]]:
+    """Seed 0 of uniform, JEST with cached and uncached reference, and Flexi-JEST."""
+    seed, f = ctx.scale.seeds[0], ctx.scale.analysis_filter_ratio
+    return {
+        "uniform": [ctx.config("uniform", filter_ratio=0.0, seed=seed)],
+        "JEST, cached reference": [ctx.config("jest", filter_ratio=f, seed=seed)],
+        "JEST, uncached reference": [ctx.config("jest", filter_ratio=f, seed=seed, reference_cached=False)],
+        "Flexi-JEST": [ctx.config("flexi-jest", filter_ratio=f, seed=seed)],
+    }
+
+
 def measure_cost(ctx: Context) -> Outcome:
     from harness.commands.flops import PAPER_FLEXI, PAPER_LEARNER_SCORED, PAPER_UNCACHED_REFERENCE
 
-    seed = ctx.scale.seeds[0]
-    f = ctx.scale.analysis_filter_ratio
-    configs = {
-        "uniform": ctx.config("uniform", filter_ratio=0.0, seed=seed),
-        "JEST, cached reference": ctx.config("jest", filter_ratio=f, seed=seed),
-        "JEST, uncached reference": ctx.config("jest", filter_ratio=f, seed=seed, reference_cached=False),
-        "Flexi-JEST": ctx.config("flexi-jest", filter_ratio=f, seed=seed),
-    }
-    runs = {name: ctx.run(c) for name, c in configs.items()}
+    seed, f = ctx.scale.seeds[0], ctx.scale.analysis_filter_ratio
+    configs = {name: config for name, (config,) in _cost_groups(ctx).items()}
+    runs = {name: ctx.run(config) for name, config in configs.items()}
     per_step = {name: _per_step(run) for name, run in runs.items()}
     base = sum(per_step["uniform"].values())
     relative = {name: {k: v / base for k, v in parts.items()} for name, parts in per_step.items()}
@@ -413,6 +447,15 @@ def measure_cost(ctx: Context) -> Outcome:
     )
 
 
+def _flexi_groups(ctx: Context) -> dict[str, list[RunConfig]]:
+    f = ctx.scale.analysis_filter_ratio
+    return {
+        "flexi": _seeds(ctx, "flexi-jest", None, f),
+        "jest": _seeds(ctx, "jest", None, f),
+        "two": _seeds(ctx, "uniform", {"two_resolution": True}, 0.0),
+    }
+
+
 def measure_flexi(ctx: Context) -> Outcome:
     if (small := _too_small(ctx)) is not None:
         return small
@@ -436,9 +479,8 @@ def measure_flexi(ctx: Context) -> Outcome:
             rs.append(float(np.corrcoef(learn["full"].numpy(), learn["coarse"].numpy())[0, 1]))
         correlations[label] = rs
         checks.append(Check.of(f"{label}: Pearson r(coarse, full learnability) ≥ 0.5", rs, threshold=0.5))
-    flexi = _runs(ctx, "flexi-jest", None, f)
-    jest = _runs(ctx, "jest", None, f)
-    two = _runs(ctx, "uniform", {"two_resolution": True}, 0.0)
+    trained = _trained(ctx, _flexi_groups(ctx))
+    flexi, jest, two = trained["flexi"], trained["jest"], trained["two"]
     checks.append(Check.of(f"f = {f}: Flexi-JEST − JEST (equal FLOPs)", _pairs(flexi, jest, equal_flops)))
     checks.append(
         Check.of("Flexi-JEST − uniform at two resolutions (equal FLOPs)", _pairs(flexi, two, equal_flops))
@@ -479,16 +521,23 @@ def _mean_curve(runs: list[RunFile], column: str) -> tuple[np.ndarray, np.ndarra
     return curve.grid, curve.mean()
 
 
+def _efficiency_groups(ctx: Context) -> dict[float, list[RunConfig]]:
+    """Uniform (at f = 0) and JEST at each filter ratio, keyed by f."""
+    gain = {"gain": ctx.scale.gain, "score": "learnability"}
+    jest = {f: _seeds(ctx, "jest", gain, f) for f in ctx.scale.filter_ratios}
+    return {0.0: _seeds(ctx, "uniform", None, 0.0), **jest}
+
+
 def measure_efficiency(ctx: Context) -> Outcome:
     s = ctx.scale
-    uniform = _runs(ctx, "uniform", None, 0.0)
-    gain = {"gain": s.gain, "score": "learnability"}
+    trained = _trained(ctx, _efficiency_groups(ctx))
+    uniform = trained[0.0]
     checks = []
     parts = []
     curves = {"uniform": _mean_curve(uniform, "flops_spent")}
     gaps: dict[float, list[float]] = {}
     for f in s.filter_ratios:
-        jest = _runs(ctx, "jest", gain, f)
+        jest = trained[f]
         checks.append(
             Check.of(f"f = {f}: JEST − uniform at equal examples", _pairs(jest, uniform, equal_examples))
         )
@@ -605,15 +654,19 @@ def learnt_kind_checks(rows: pd.DataFrame, names: Sequence[str]) -> tuple[list[C
     return checks, "; ".join(sorted(reasons))
 
 
+def _mechanism_groups(ctx: Context) -> dict[str, list[RunConfig]]:
+    f = ctx.scale.analysis_filter_ratio
+    return {
+        "learnability": _seeds(ctx, "learnability", None, f),
+        "JEST": _seeds(ctx, "jest", {"gain": ctx.scale.gain, "score": "learnability"}, f),
+        "easy-reference": _seeds(ctx, "easy-reference", None, f),
+        "uniform": _seeds(ctx, "uniform", None, 0.0),
+    }
+
+
 def measure_mechanism(ctx: Context) -> Outcome:
     s = ctx.scale
-    f = s.analysis_filter_ratio
-    runs = {
-        "learnability": _runs(ctx, "learnability", None, f),
-        "JEST": _runs(ctx, "jest", {"gain": s.gain, "score": "learnability"}, f),
-        "easy-reference": _runs(ctx, "easy-reference", None, f),
-        "uniform": _runs(ctx, "uniform", None, 0.0),
-    }
+    runs = _trained(ctx, _mechanism_groups(ctx))
     rows, mechanism = _mechanism(runs)
     checks, untestable = learnt_kind_checks(rows, ("learnability", "JEST"))
     path = "figures/mechanism_redundant.png"
@@ -694,6 +747,7 @@ CLAIMS: tuple[Claim, ...] = (
         "paired t over seeds for each ordering at each f (both axes), the gap growth and hard-learner's "
         "decline at equal FLOPs; Holm over all",
         measure_fig3,
+        _planned(_fig3_groups),
     ),
     Claim(
         5,
@@ -705,6 +759,7 @@ CLAIMS: tuple[Claim, ...] = (
         "scoring, beside the A.4 formula on this model and the paper's printed ratios",
         "exact counts: uniform < Flexi-JEST < JEST cached < JEST uncached",
         measure_cost,
+        _planned(_cost_groups),
     ),
     Claim(
         6,
@@ -717,6 +772,7 @@ CLAIMS: tuple[Claim, ...] = (
         "r > 0.5 at each point (t over super-batches); Flexi-JEST − JEST > 0 and Flexi-JEST − uniform "
         "two-resolution > 0 (paired t over seeds); Holm over all",
         measure_flexi,
+        _planned(_flexi_groups),
     ),
     Claim(
         7,
@@ -729,6 +785,7 @@ CLAIMS: tuple[Claim, ...] = (
         "JEST − uniform > 0 at equal examples and at equal FLOPs for each f, and that gap larger at the "
         "highest f than at the lowest (equal FLOPs); paired t over seeds, Holm",
         measure_efficiency,
+        _planned(_efficiency_groups),
     ),
     Claim(
         8,
@@ -746,5 +803,6 @@ CLAIMS: tuple[Claim, ...] = (
         "steps minus the last > 0, and the redundant probes' learnability (learner − reference mean "
         "loss) at the first evaluation minus the last > 0; paired t over seeds, Holm over the four",
         measure_mechanism,
+        _planned(_mechanism_groups),
     ),
 )

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.records import RunFile
 from harness.reproduce.claims import CLAIMS, Claim, Outcome
 from harness.reproduce.context import Context
 from harness.reproduce.verdict import NOT_MEASURED, fmt, not_measured
+from harness.runner import run_configs
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,26 @@ def measure(claim: Claim, ctx: Context) -> Outcome:
         return Outcome("not measured", "–", not_measured(f"its runs could not be made: {err}"))
 
 
-def reproduce(ctx: Context, claims: Sequence[Claim] = CLAIMS) -> list[ClaimReport]:
-    """Measure every claim (runs shared, complete runs reused) and write the report into ``ctx.out``."""
+def reproduce(
+    ctx: Context, claims: Sequence[Claim] = CLAIMS, *, jobs: int = 1, threads: int | None = None
+) -> list[ClaimReport]:
+    """Measure every claim (runs shared, complete runs reused) and write the report into ``ctx.out``.
+
+    With ``jobs`` > 1 the runs the claims train are trained first, ``jobs`` at a time in processes
+    of their own (``threads`` torch threads each; default: the cores shared out), as ``jestbench run
+    --jobs`` does; the claims then find them complete.
+    """
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs} must be >= 1")
     ctx.out.mkdir(parents=True, exist_ok=True)
+    if jobs > 1:
+        planned = {c.run_id: c for claim in claims for c in claim.runs(ctx)}
+        pending = [c for i, c in planned.items() if RunFile.load_complete(ctx.work, i) is None]
+        ctx.announce(
+            f"{len(planned)} runs for these claims, {len(planned) - len(pending)} already complete, "
+            f"{len(pending)} to run, {jobs} at a time"
+        )
+        run_configs(pending, ctx.work, jobs=jobs, threads=threads, show_progress=False, announce=ctx.announce)
     reports = []
     for claim in claims:
         ctx.announce(f"claim {claim.number}: {claim.figure}")
