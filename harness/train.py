@@ -277,7 +277,7 @@ def train(
     """Run (or resume) ``config`` to its budget; the run file and checkpoints go under ``work_dir``.
 
     ``on_evaluation(k, evaluations)`` is called after evaluation ``k`` (0 is the untrained model), on
-    rank 0 alone in a distributed run (give one on every rank or on none); it may raise to stop the run (the tuner's pruner does), leaving
+    rank 0 alone in a distributed run (the other ranks' is not called); it may raise to stop the run (the tuner's pruner does), leaving
     the run resumable: the other ranks then raise :class:`RunStopped`. A run that is
     already complete is not trained again: its record and final model are returned.
     """
@@ -315,10 +315,8 @@ def train(
         last_checkpoint = time.monotonic()
         run.save()
         last_mean = next((e.scores.mean for e in evaluations if e.split == config.eval_splits[0]), last_mean)
-        if on_evaluation is None:
-            return
         stop: Exception | None = None
-        if run.ranks.is_main:  # rank 0 holds the evaluations
+        if on_evaluation is not None and run.ranks.is_main:  # rank 0 holds the evaluations
             try:
                 on_evaluation(run.progress.evaluations - 1, evaluations)
             except Exception as err:  # the caller's stop (a pruned trial): the run stays resumable

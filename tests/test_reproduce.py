@@ -81,7 +81,9 @@ def test_registry_has_every_claim_once_with_its_rule() -> None:
         assert all([claim.figure, claim.statement, claim.paper, claim.needs, claim.measures, claim.rule])
 
 
-def test_quick_writes_a_row_and_a_computed_verdict_per_claim(learning: Learning, tmp_path: Path) -> None:
+def test_quick_writes_a_row_and_a_computed_verdict_per_claim(
+    learning: Learning, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert (QUICK.preset, QUICK.reference_budget, QUICK.reference_batch_size) == (
         LEARN_REFERENCE["preset"],
         LEARN_REFERENCE["budget"],
@@ -99,13 +101,14 @@ def test_quick_writes_a_row_and_a_computed_verdict_per_claim(learning: Learning,
         str(out),
     ]
     assert main([*argv, "--threads", "1", "--jobs", "2"]) == 0
-    # --jobs 2 trained the claims' runs first, two at a time: every run the claims used was planned,
-    # but the analysis run, which keeps snapshots through a callback in-process.
+    # --jobs 2 trained the claims' runs first, two at a time; the claims then used exactly those, and
+    # the analysis run, which keeps snapshots through a callback in-process.
+    used = set(re.findall(r"^run ([0-9a-f]{16}): ", capsys.readouterr().out, flags=re.MULTILINE))
     ctx = Context(work, learning.dataset, QUICK, out)
     planned = {c.run_id for claim in CLAIMS for c in claim.runs(ctx)}
     analysis = ctx.config("uniform", filter_ratio=0.0, seed=ANALYSIS_SEED).run_id
     made = {p.stem for p in (work / "runs").glob("*.json")}
-    assert planned and planned <= made and made - planned == {analysis}, made - planned
+    assert planned and used == made == planned | {analysis}, (used ^ made, made - planned)
 
     report = (out / "REPORT.md").read_text()
     rows = [line for line in report.splitlines() if re.match(r"^\| \d+ \|", line)]

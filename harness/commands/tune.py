@@ -232,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"best: trial {files.best['number']}, val {files.best['value']:.4f}: {point}")
     if best is None:
         return 0
-    tuned = rerun_best(tuning, best, seeds=args.seeds, show_progress=not args.quiet)
+    tuned = rerun_best(tuning, best, seeds=args.seeds, threads=args.threads, show_progress=not args.quiet)
     board, rendered = render_tuned_leaderboard(tuning, tuned, companions, title=title)
     print("\n".join(ranking(board)))
     print(f"leaderboard: {rendered.markdown}  (and .html, .csv, figures/)")

@@ -448,6 +448,8 @@ def measure_cost(ctx: Context) -> Outcome:
 
 
 def _flexi_groups(ctx: Context) -> dict[str, list[RunConfig]]:
+    if _too_small(ctx) is not None:  # not testable: nothing to train
+        return {}
     f = ctx.scale.analysis_filter_ratio
     return {
         "flexi": _seeds(ctx, "flexi-jest", None, f),
@@ -521,17 +523,18 @@ def _mean_curve(runs: list[RunFile], column: str) -> tuple[np.ndarray, np.ndarra
     return curve.grid, curve.mean()
 
 
-def _efficiency_groups(ctx: Context) -> dict[float, list[RunConfig]]:
-    """Uniform (at f = 0) and JEST at each filter ratio, keyed by f."""
+def _efficiency_groups(ctx: Context) -> dict[str | float, list[RunConfig]]:
+    """Uniform (key ``"uniform"``) and JEST at each filter ratio (key: f)."""
     gain = {"gain": ctx.scale.gain, "score": "learnability"}
-    jest = {f: _seeds(ctx, "jest", gain, f) for f in ctx.scale.filter_ratios}
-    return {0.0: _seeds(ctx, "uniform", None, 0.0), **jest}
+    groups: dict[str | float, list[RunConfig]] = {"uniform": _seeds(ctx, "uniform", None, 0.0)}
+    groups.update({f: _seeds(ctx, "jest", gain, f) for f in ctx.scale.filter_ratios})
+    return groups
 
 
 def measure_efficiency(ctx: Context) -> Outcome:
     s = ctx.scale
     trained = _trained(ctx, _efficiency_groups(ctx))
-    uniform = trained[0.0]
+    uniform = trained["uniform"]
     checks = []
     parts = []
     curves = {"uniform": _mean_curve(uniform, "flops_spent")}

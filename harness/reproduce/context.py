@@ -2,9 +2,9 @@
 (through the one training loop, :func:`harness.train.train`, reusing complete runs in the work
 directory) and snapshots of a trained learner at three points of training.
 
-The full scale is the committed leaderboard's (``small`` preset, b = 128, 4,000 uniform-equivalent
-steps, three seeds, the same reference), so the runs at f = 0.8 that ``jestbench run full`` made are
-reused rather than trained again; ``--quick`` is the ``tiny`` preset at a few steps, for CI.
+The full scale is the ``shapes`` section of the ``full`` suite (``small`` preset, b = 128, 1,500
+uniform-equivalent steps, five seeds, its first reference), so the runs at f = 0.8 that ``jestbench run
+full`` made are reused rather than trained again; ``--quick`` is the ``tiny`` preset at a few steps, for CI.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from harness.evaluate import Evaluation
 from harness.models import DualEncoder
 from harness.records import RunFile, atomic_torch_save
 from harness.reference import reference_config, train_reference
-from harness.runconfig import RunConfig
+from harness.runconfig import RunConfig, TrainingError
 from harness.train import train
 from strategies import default_registry
 
@@ -103,6 +103,8 @@ class Context:
     announce: Announce = print
     _reference: dict[str, Any] | None = None
     _runs: dict[str, RunFile] = field(default_factory=dict)
+    # Runs that failed when ``--jobs`` trained them ahead, with their errors: not tried again here.
+    failed: dict[str, str] = field(default_factory=dict)
 
     @property
     def data_setting(self) -> str:
@@ -154,7 +156,13 @@ class Context:
     def run(
         self, config: RunConfig, on_evaluation: Callable[[int, list[Evaluation]], None] | None = None
     ) -> RunFile:
-        """The complete run of ``config``: found in the work directory, or trained (resumed) now."""
+        """The complete run of ``config``: found in the work directory, or trained (resumed) now.
+
+        Raises:
+            TrainingError: the run failed (now, or when ``--jobs`` trained it ahead).
+        """
+        if config.run_id in self.failed:
+            raise TrainingError(f"run {config.run_id} failed: {self.failed[config.run_id]}")
         if config.run_id not in self._runs:
             params = ", ".join(f"{k}={v}" for k, v in config.params.items())
             self.announce(

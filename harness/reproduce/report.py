@@ -45,13 +45,21 @@ def reproduce(
         raise UserError(f"--jobs {jobs} must be >= 1")
     ctx.out.mkdir(parents=True, exist_ok=True)
     if jobs > 1:
-        planned = {c.run_id: c for claim in claims for c in claim.runs(ctx)}
+        try:
+            planned = {c.run_id: c for claim in claims for c in claim.runs(ctx)}
+        except UserError as err:  # the reference could not be made: each claim that needs it says so
+            ctx.announce(f"the claims' runs cannot be trained ahead: {err}")
+            planned = {}
         pending = [c for i, c in planned.items() if RunFile.load_complete(ctx.work, i) is None]
         ctx.announce(
             f"{len(planned)} runs for these claims, {len(planned) - len(pending)} already complete, "
             f"{len(pending)} to run, {jobs} at a time"
         )
-        run_configs(pending, ctx.work, jobs=jobs, threads=threads, show_progress=False, announce=ctx.announce)
+        ctx.failed.update(
+            run_configs(
+                pending, ctx.work, jobs=jobs, threads=threads, show_progress=False, announce=ctx.announce
+            )
+        )
     reports = []
     for claim in claims:
         ctx.announce(f"claim {claim.number}: {claim.figure}")

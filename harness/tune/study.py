@@ -333,10 +333,6 @@ class _Reports:
         self(step, next(e.scores.mean for e in evaluations if e.split == TUNING_SPLIT))
 
 
-def _ignore(step: int, evaluations: list[Any]) -> None:
-    """The callback of the ranks other than 0 (train calls rank 0's alone)."""
-
-
 @dataclass(frozen=True)
 class _TrialAddress:
     """Where the rank 0 of a trial over K ranks reports: the trial in its study's storage, the
@@ -363,7 +359,7 @@ def _trial_rank(
         torch.set_num_threads(threads)
     config = RunConfig.from_dict(config_dict)
     with ExitStack() as stack:
-        on_evaluation: Callable[[int, list[Any]], None] = _ignore  # every rank passes one; rank 0's runs
+        on_evaluation = None  # rank 0's alone is called
         if int(os.environ.get("RANK", "0")) == 0:
             storage = stack.enter_context(storage_session(address.storage))
             optuna.logging.set_verbosity(optuna.logging.WARNING)

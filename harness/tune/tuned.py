@@ -30,6 +30,7 @@ from harness.results import read_runs
 from harness.runconfig import RunConfig
 from harness.runner import run_one
 from harness.tune.study import POINT_ATTR, TUNING_SPLIT, TuneError, Tuning
+from harness.workdir import default_threads
 
 
 @dataclass(frozen=True)
@@ -60,11 +61,13 @@ def rerun_best(
     trial: optuna.trial.FrozenTrial,
     *,
     seeds: int,
+    threads: int | None = None,
     show_progress: bool = True,
     announce: Callable[[str], None] = print,
 ) -> TunedRuns:
     """Run the point of ``trial`` (the study's best: :func:`harness.tune.best_trial`) at ``seeds``
-    fresh seeds; complete runs are kept, not rerun.
+    fresh seeds; complete runs are kept, not rerun. ``threads``: torch threads of each run (of each
+    rank of a run over K ranks; default there: the cores shared out between the ranks).
 
     Raises:
         TuneError: the trial records no point (it was not run by ``jestbench tune``).
@@ -82,7 +85,9 @@ def rerun_best(
             announce(f"tuned run {config.run_id} (seed {config.seed}) is complete")
             continue
         announce(f"tuned run {config.run_id}: trial {trial.number}'s point at seed {config.seed}")
-        error = run_one(config, tuning.work_dir, show_progress=show_progress)
+        if config.world_size > 1:
+            threads = threads or default_threads(config.world_size)
+        error = run_one(config, tuning.work_dir, show_progress=show_progress, threads=threads)
         if error:
             failed[config.run_id] = error
     return TunedRuns(trial.number, point, [c.run_id for c in configs], failed)
