@@ -144,6 +144,9 @@ def test_quick_writes_a_row_and_a_computed_verdict_per_claim(
     runs = sorted((work / "runs").iterdir())
     assert main([*argv, "--threads", "1", "--claims", "1", "4", "5"]) == 0
     assert sorted((work / "runs").iterdir()) == runs
+    report = (out / "REPORT.md").read_text()
+    assert "`jestbench reproduce --quick --claims 1 4 5`" in report
+    assert "**Not in this report: claims 2, 3, 6, 7, 8**" in report
     again = {c["claim"]: c for c in json.loads((out / "report.json").read_text())["claims"]}
     for claim in summary:
         if claim["claim"] in again:

@@ -77,13 +77,27 @@ def _cell(text: str) -> str:
 
 def write_report(ctx: Context, reports: Sequence[ClaimReport]) -> Path:
     s = ctx.scale
+    numbers = [r.claim.number for r in reports]
+    left_out = [c.number for c in CLAIMS if c.number not in numbers]
+    command = "jestbench reproduce" + (" --quick" if s.name == "quick" else "")
+    if left_out:
+        command += " --claims " + " ".join(map(str, numbers))
     lines = [
         "# The JEST paper's claims, re-measured",
         "",
         f"Scale `{s.name}`: preset `{s.preset}`, b = {s.batch_size}, budget {s.budget} per run, seeds "
-        f"{', '.join(map(str, s.seeds))}; data {ctx.data_setting}. Written by `jestbench reproduce"
-        f"{' --quick' if s.name == 'quick' else ''}`; docs/REPRODUCE.md says how each verdict is computed.",
+        f"{', '.join(map(str, s.seeds))}; data {ctx.data_setting}. Written by `{command}`; "
+        "docs/REPRODUCE.md says how each verdict is computed.",
         "",
+        *(
+            [
+                f"**Not in this report: claim{'s' if len(left_out) > 1 else ''} {', '.join(map(str, left_out))}** "
+                "(not run: `--claims` chose the others).",
+                "",
+            ]
+            if left_out
+            else []
+        ),
         "Verdicts come from the statistics: each claim is a set of comparisons in the paper's direction "
         "(paired t-tests over seeds or super-batches, Holm-corrected; FLOP counts compared exactly). "
         "**holds**: all separable in that direction; **does not hold**: none; **partly**: some; **not "
