@@ -131,8 +131,11 @@ def run_one(
     config: RunConfig, work_dir: Path, *, show_progress: bool, threads: int | None = None
 ) -> str | None:
     """Run (or resume) one run; return ``None`` or the error it failed with, recorded in its run file.
-    A run over K ranks is started through torchrun's API, ``threads`` each."""
-    if threads is not None and config.world_size == 1:
+    A run over K ranks is started through torchrun's API, ``threads`` each (default: the cores shared
+    out between the ranks)."""
+    if config.world_size > 1:
+        threads = threads or default_threads(config.world_size)
+    elif threads is not None:
         torch.set_num_threads(threads)
     try:
         if config.world_size > 1:
@@ -227,16 +230,9 @@ def run_configs(
     """
     failed: dict[str, str] = {}
     if jobs == 1:
-        world_size = max((c.world_size for c in pending), default=1)
-        rank_threads = threads or default_threads(world_size)  # each rank's, over K ranks
         for number, config in enumerate(pending, 1):
             announce(f"[{number}/{len(pending)}] {describe_run(config)}: run {config.run_id}")
-            error = run_one(
-                config,
-                work_dir,
-                show_progress=show_progress,
-                threads=rank_threads if config.world_size > 1 else threads,
-            )
+            error = run_one(config, work_dir, show_progress=show_progress, threads=threads)
             if error:
                 failed[config.run_id] = error
                 announce(f"  failed: {error}")

@@ -30,7 +30,6 @@ from harness.results import read_runs
 from harness.runconfig import RunConfig
 from harness.runner import run_one
 from harness.tune.study import POINT_ATTR, TUNING_SPLIT, TuneError, Tuning
-from harness.workdir import default_threads
 
 
 @dataclass(frozen=True)
@@ -85,8 +84,6 @@ def rerun_best(
             announce(f"tuned run {config.run_id} (seed {config.seed}) is complete")
             continue
         announce(f"tuned run {config.run_id}: trial {trial.number}'s point at seed {config.seed}")
-        if config.world_size > 1:
-            threads = threads or default_threads(config.world_size)
         error = run_one(config, tuning.work_dir, show_progress=show_progress, threads=threads)
         if error:
             failed[config.run_id] = error
