@@ -140,20 +140,42 @@ def test_quick_writes_a_row_and_a_computed_verdict_per_claim(
     # Two seeds, five evaluations, redundant samples in the probe: all four comparisons are tested.
     assert len(mechanism["checks"]) == 4 and all(c["n"] == 2 for c in mechanism["checks"])
 
-    # A second call trains nothing (every run is found complete) and reports the same numbers.
+    # A second call with --claims trains nothing (every run is found complete), reports the same
+    # numbers for the claims it measures, and keeps the others' rows and sections as they were.
     runs = sorted((work / "runs").iterdir())
+    before = report
     assert main([*argv, "--threads", "1", "--claims", "1", "4", "5"]) == 0
     assert sorted((work / "runs").iterdir()) == runs
     report = (out / "REPORT.md").read_text()
-    assert "`jestbench reproduce --quick --claims 1 4 5`" in report
-    assert "**Not in this report: claims 2, 3, 6, 7, 8**" in report
+    assert "Not in this report" not in report
+    header = report.splitlines()[2]
+    assert "claims 1, 4, 5 by `jestbench reproduce --quick --claims 1 4 5`" in header
+    assert "claims 2, 3, 6, 7, 8 by `jestbench reproduce --quick`" in header
     again = {c["claim"]: c for c in json.loads((out / "report.json").read_text())["claims"]}
+    assert sorted(again) == [c.number for c in CLAIMS]
     for claim in summary:
-        if claim["claim"] in again:
-            assert (again[claim["claim"]]["ours"], again[claim["claim"]]["checks"]) == (
-                claim["ours"],
-                claim["checks"],
-            )
+        assert (again[claim["claim"]]["ours"], again[claim["claim"]]["checks"]) == (
+            claim["ours"],
+            claim["checks"],
+        )
+        if claim["claim"] not in (1, 4, 5):  # kept, not measured again: the same text, seconds and all
+            assert again[claim["claim"]] == claim
+            assert _section(report, claim["claim"]) == _section(before, claim["claim"])
+
+    # A report of another data setting in --out is replaced, not merged with.
+    record = json.loads((out / "report.json").read_text())
+    (out / "report.json").write_text(json.dumps({**record, "data": "another (0000000000000000)"}))
+    assert main([*argv, "--threads", "1", "--claims", "5"]) == 0
+    assert "is replaced" in capsys.readouterr().out
+    report = (out / "REPORT.md").read_text()
+    assert "**Not in this report: claims 1, 2, 3, 4, 6, 7, 8**" in report
+    assert [c["claim"] for c in json.loads((out / "report.json").read_text())["claims"]] == [5]
+
+
+def _section(report: str, number: int) -> str:
+    """Claim ``number``'s section of a REPORT.md, its heading to the next."""
+    sections = re.split(r"^## ", report, flags=re.MULTILINE)[1:]
+    return next(s for s in sections if s.startswith(f"Claim {number}."))
 
 
 def test_unknown_claim_number_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -32,7 +32,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--quick", action="store_true", help="every claim at a tiny scale (CI)")
     parser.add_argument(
-        "--claims", type=int, nargs="+", metavar="K", help="only these claim numbers (default: all eight)"
+        "--claims",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="only these claim numbers (default: all eight); the other claims of the report already in "
+        "--out, if it is of the same scale and data, are kept as measured before",
     )
     parser.add_argument(
         "--out", type=Path, metavar="DIR", help="report directory (default WORK/reproduce/SCALE)"

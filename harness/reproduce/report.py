@@ -6,10 +6,12 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from harness.errors import UserError
-from harness.records import RunFile
+from harness.records import RunFile, provenance
 from harness.reproduce.claims import CLAIMS, Claim, Outcome
 from harness.reproduce.context import Context
 from harness.reproduce.verdict import NOT_MEASURED, fmt, not_measured
@@ -67,7 +69,7 @@ def reproduce(
         outcome = measure(claim, ctx)
         reports.append(ClaimReport(claim, outcome, time.monotonic() - started))
         ctx.announce(f"  verdict: {outcome.verdict.verdict} ({outcome.verdict.reason})")
-    write_report(ctx, reports)
+    write_report(ctx, reports, kept_claims(ctx, [c.number for c in claims]))
     return reports
 
 
@@ -75,18 +77,141 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def write_report(ctx: Context, reports: Sequence[ClaimReport]) -> Path:
+def _row(ctx: Context, r: ClaimReport) -> str:
+    c, o = r.claim, r.outcome
+    figure = f"[{Path(o.figure).name}]({o.figure})" if o.figure else "–"
+    return (
+        f"| {c.number} | {_cell(c.figure)}: {_cell(c.statement)} | {_cell(c.paper)} | {_cell(o.ours)} | "
+        f"{_cell(o.replicates)} | {_cell(ctx.data_setting)} | **{o.verdict.verdict}**: "
+        f"{_cell(o.verdict.reason)} | {figure} |"
+    )
+
+
+def _section(r: ClaimReport) -> list[str]:
+    c, o = r.claim, r.outcome
+    lines = [
+        f"## Claim {c.number}. {c.figure}",
+        "",
+        f"- **paper**: {c.statement} ({c.paper})",
+        f"- **needs**: {c.needs}",
+        f"- **measures**: {c.measures}",
+        f"- **verdict rule**: {c.rule}",
+        f"- **verdict**: {o.verdict.verdict} — {o.verdict.reason} ({r.seconds:.0f} s)",
+        *o.details,
+    ]
+    if o.verdict.checks:
+        lines += [
+            "",
+            "| comparison | n | mean | 95% interval | p | Holm p | separable in the paper's direction |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for result in o.verdict.checks:
+            interval = "exact" if result.check.exact else f"[{fmt(result.low)}, {fmt(result.high)}]"
+            lines.append(
+                f"| {_cell(result.check.name)} | {result.n} | {fmt(result.mean)} | {interval} | "
+                f"{fmt(result.p, 2)} | {fmt(result.p_holm, 2)} | {'yes' if result.supports else 'no'} |"
+            )
+    if o.figure:
+        lines += ["", f"![{c.figure}]({o.figure})"]
+    return lines
+
+
+def _entry(ctx: Context, r: ClaimReport, written_by: dict[str, str]) -> dict[str, Any]:
+    """A claim's record in report.json: its numbers, and its row and section as REPORT.md shows them,
+    so that a later ``--claims`` run into the same directory can keep it unchanged."""
+    o = r.outcome
+    return {
+        "claim": r.claim.number,
+        "figure": r.claim.figure,
+        "verdict": o.verdict.verdict,
+        "reason": o.verdict.reason,
+        "ours": o.ours,
+        "figure_path": o.figure,
+        "checks": [
+            {
+                "name": x.check.name,
+                "n": x.n,
+                "mean": x.mean,
+                "low": x.low,
+                "high": x.high,
+                "p": x.p,
+                "p_holm": x.p_holm,
+                "supports": x.supports,
+            }
+            for x in o.verdict.checks
+        ],
+        "measured": o.verdict.verdict != NOT_MEASURED,
+        "seconds": r.seconds,
+        "row": _row(ctx, r),
+        "section": _section(r),
+        "written_by": written_by,
+    }
+
+
+def kept_claims(ctx: Context, measured: Sequence[int]) -> list[dict[str, Any]]:
+    """The claims of the report already in ``ctx.out`` that this run does not measure, to be kept.
+
+    Re-measuring some claims (``--claims``) then updates a report rather than shrinking it; each
+    claim keeps the command, commit and date that measured it, and REPORT.md names them. A report of
+    another scale or data setting is replaced whole: its rows would not be comparable.
+    """
+    path = ctx.out / "report.json"
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text())
+    setting = (earlier.get("scale"), earlier.get("data"))
+    if setting != (ctx.scale.name, ctx.data_setting):
+        ctx.announce(
+            f"{path} is a report of scale {setting[0]} on {setting[1]}, not of scale {ctx.scale.name} on "
+            f"{ctx.data_setting}: it is replaced"
+        )
+        return []
+    kept = [c for c in earlier["claims"] if c["claim"] not in measured]
+    if any("row" not in c for c in kept):  # written before reports kept their text
+        ctx.announce(f"{path} does not hold its claims' text (an older jestbench wrote it): it is replaced")
+        return []
+    if kept:
+        ctx.announce(
+            f"keeping claims {', '.join(str(c['claim']) for c in kept)} from {path}, as measured before"
+        )
+    return kept
+
+
+def _provenance(entries: Sequence[dict[str, Any]]) -> str:
+    """Which command, commit and date measured which claims, one clause per distinct source."""
+    groups: dict[tuple[str, str, str], list[int]] = {}
+    for e in entries:
+        w = e["written_by"]
+        groups.setdefault((w["command"], w["commit"], w["date"]), []).append(e["claim"])
+    clauses = [
+        f"{'claim' if len(numbers) == 1 else 'claims'} {', '.join(map(str, numbers))} by `{command}` "
+        f"(commit {commit[:12]}, {date})"
+        for (command, commit, date), numbers in groups.items()
+    ]
+    return "Measured: " + "; ".join(clauses) + "."
+
+
+def write_report(ctx: Context, reports: Sequence[ClaimReport], kept: Sequence[dict[str, Any]] = ()) -> Path:
+    """Write REPORT.md and report.json: the claims measured now, and ``kept`` ones (see
+    :func:`kept_claims`) as they were, in claim order."""
     s = ctx.scale
     numbers = [r.claim.number for r in reports]
-    left_out = [c.number for c in CLAIMS if c.number not in numbers]
     command = "jestbench reproduce" + (" --quick" if s.name == "quick" else "")
-    if left_out:
+    if len(numbers) < len(CLAIMS):
         command += " --claims " + " ".join(map(str, numbers))
+    written_by = {
+        "command": command,
+        "commit": provenance()["git_commit"],
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+    }
+    entries = sorted([*kept, *(_entry(ctx, r, written_by) for r in reports)], key=lambda e: e["claim"])
+    present = {e["claim"] for e in entries}
+    left_out = [c.number for c in CLAIMS if c.number not in present]
     lines = [
         "# The JEST paper's claims, re-measured",
         "",
         f"Scale `{s.name}`: preset `{s.preset}`, b = {s.batch_size}, budget {s.budget} per run, seeds "
-        f"{', '.join(map(str, s.seeds))}; data {ctx.data_setting}. Written by `{command}`; "
+        f"{', '.join(map(str, s.seeds))}; data {ctx.data_setting}. {_provenance(entries)} "
         "docs/REPRODUCE.md says how each verdict is computed.",
         "",
         *(
@@ -105,71 +230,13 @@ def write_report(ctx: Context, reports: Sequence[ClaimReport]) -> Path:
         "",
         "| # | claim | paper | ours (mean [95% interval]) | replicates | data | verdict | figure |",
         "|---|---|---|---|---|---|---|---|",
+        *(e["row"] for e in entries),
     ]
-    for r in reports:
-        c, o = r.claim, r.outcome
-        figure = f"[{Path(o.figure).name}]({o.figure})" if o.figure else "–"
-        lines.append(
-            f"| {c.number} | {_cell(c.figure)}: {_cell(c.statement)} | {_cell(c.paper)} | {_cell(o.ours)} | "
-            f"{_cell(o.replicates)} | {_cell(ctx.data_setting)} | **{o.verdict.verdict}**: "
-            f"{_cell(o.verdict.reason)} | {figure} |"
-        )
-    for r in reports:
-        c, o = r.claim, r.outcome
-        lines += [
-            "",
-            f"## Claim {c.number}. {c.figure}",
-            "",
-            f"- **paper**: {c.statement} ({c.paper})",
-            f"- **needs**: {c.needs}",
-            f"- **measures**: {c.measures}",
-            f"- **verdict rule**: {c.rule}",
-            f"- **verdict**: {o.verdict.verdict} — {o.verdict.reason} ({r.seconds:.0f} s)",
-            *o.details,
-        ]
-        if o.verdict.checks:
-            lines += [
-                "",
-                "| comparison | n | mean | 95% interval | p | Holm p | separable in the paper's direction |",
-                "|---|---|---|---|---|---|---|",
-            ]
-            for result in o.verdict.checks:
-                interval = "exact" if result.check.exact else f"[{fmt(result.low)}, {fmt(result.high)}]"
-                lines.append(
-                    f"| {_cell(result.check.name)} | {result.n} | {fmt(result.mean)} | {interval} | "
-                    f"{fmt(result.p, 2)} | {fmt(result.p_holm, 2)} | {'yes' if result.supports else 'no'} |"
-                )
-        if o.figure:
-            lines += ["", f"![{c.figure}]({o.figure})"]
+    for e in entries:
+        lines += ["", *e["section"]]
     path = ctx.out / "REPORT.md"
     path.write_text("\n".join(lines) + "\n")
-    summary = [
-        {
-            "claim": r.claim.number,
-            "figure": r.claim.figure,
-            "verdict": r.outcome.verdict.verdict,
-            "reason": r.outcome.verdict.reason,
-            "ours": r.outcome.ours,
-            "figure_path": r.outcome.figure,
-            "checks": [
-                {
-                    "name": x.check.name,
-                    "n": x.n,
-                    "mean": x.mean,
-                    "low": x.low,
-                    "high": x.high,
-                    "p": x.p,
-                    "p_holm": x.p_holm,
-                    "supports": x.supports,
-                }
-                for x in r.outcome.verdict.checks
-            ],
-            "measured": r.outcome.verdict.verdict != NOT_MEASURED,
-            "seconds": r.seconds,
-        }
-        for r in reports
-    ]
     (ctx.out / "report.json").write_text(
-        json.dumps({"scale": s.name, "claims": summary}, indent=1, allow_nan=True)
+        json.dumps({"scale": s.name, "data": ctx.data_setting, "claims": entries}, indent=1, allow_nan=True)
     )
     return path
