@@ -29,8 +29,13 @@ def test_verdict_follows_the_checks_on_known_differences() -> None:
     null = rng.normal(0.0, 1.0, 10)
     assert decide([Check.of("a", clear), Check.of("b", clear + 1)]).verdict == HOLDS
     assert decide([Check.of("a", clear), Check.of("b", null)]).verdict == PARTLY
-    # Separable but in the opposite direction is not support.
-    assert decide([Check.of("a", -clear)]).verdict == DOES_NOT_HOLD
+    # Separable but in the opposite direction is not support, and the reason counts it as against.
+    opposite = decide([Check.of("a", -clear), Check.of("b", null)])
+    assert opposite.verdict == DOES_NOT_HOLD and [r.against for r in opposite.checks] == [True, False]
+    assert (
+        "0 of 2 comparison(s) separable in the paper's direction, 1 separable against it" in opposite.reason
+    )
+    assert "against" not in decide([Check.of("b", null)]).reason
     assert decide([Check.of("a", -clear, direction=-1)]).verdict == HOLDS
     # A threshold: the mean ratio 1.0 ± 0.1 is above 0.8 but not above 1.2.
     assert decide([Check.of("r", clear, threshold=0.8)]).verdict == HOLDS
@@ -129,7 +134,8 @@ def test_quick_writes_a_row_and_a_computed_verdict_per_claim(
         supported = sum(c["supports"] for c in checks)
         expected = HOLDS if supported == len(checks) else DOES_NOT_HOLD if supported == 0 else PARTLY
         assert checks and claim["verdict"] == expected
-        assert all(c["p_holm"] < 0.05 for c in checks if c["supports"])
+        assert all(c["p_holm"] < 0.05 for c in checks if c["supports"] or c["against"])
+        assert not any(c["supports"] and c["against"] for c in checks)
         assert (out / claim["figure_path"]).is_file()
     selection = next(c for c in summary if c["claim"] == 1)
     # Three points of training (25%, 50%, end), two comparisons each, from snapshots the callback kept.

@@ -14,7 +14,7 @@ from harness.errors import UserError
 from harness.records import RunFile, provenance
 from harness.reproduce.claims import CLAIMS, Claim, Outcome
 from harness.reproduce.context import Context
-from harness.reproduce.verdict import NOT_MEASURED, fmt, not_measured
+from harness.reproduce.verdict import NOT_MEASURED, CheckResult, fmt, not_measured
 from harness.runner import run_configs
 
 
@@ -87,6 +87,10 @@ def _row(ctx: Context, r: ClaimReport) -> str:
     )
 
 
+def _separable(result: CheckResult) -> str:
+    return "yes" if result.supports else "no: separable against it" if result.against else "no"
+
+
 def _section(r: ClaimReport) -> list[str]:
     c, o = r.claim, r.outcome
     lines = [
@@ -109,7 +113,7 @@ def _section(r: ClaimReport) -> list[str]:
             interval = "exact" if result.check.exact else f"[{fmt(result.low)}, {fmt(result.high)}]"
             lines.append(
                 f"| {_cell(result.check.name)} | {result.n} | {fmt(result.mean)} | {interval} | "
-                f"{fmt(result.p, 2)} | {fmt(result.p_holm, 2)} | {'yes' if result.supports else 'no'} |"
+                f"{fmt(result.p, 2)} | {fmt(result.p_holm, 2)} | {_separable(result)} |"
             )
     if o.figure:
         lines += ["", f"![{c.figure}]({o.figure})"]
@@ -137,6 +141,7 @@ def _entry(ctx: Context, r: ClaimReport, written_by: dict[str, str]) -> dict[str
                 "p": x.p,
                 "p_holm": x.p_holm,
                 "supports": x.supports,
+                "against": x.against,
             }
             for x in o.verdict.checks
         ],

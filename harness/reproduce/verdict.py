@@ -3,7 +3,8 @@
 out separable in the paper's direction. No verdict is ever chosen by hand.
 
 - **holds**: every check separable in the claimed direction (Holm-adjusted p < 0.05);
-- **does not hold**: none is;
+- **does not hold**: none is (the reason counts those separable against the paper's direction:
+  "does not hold" then means the opposite is measured, not only that nothing was found);
 - **partly**: some are, some are not;
 - **not testable at this scale**: no check could be run (too few replicates, a setting that does
   not fit the data), with the reason;
@@ -56,7 +57,8 @@ class Check:
 @dataclass(frozen=True)
 class CheckResult:
     """A check's outcome: the mean, its 95% t-interval (equal to the mean for exact counts), the raw
-    and Holm-adjusted two-sided p-values, and whether it supports the claim."""
+    and Holm-adjusted two-sided p-values, whether it supports the claim, and whether it is
+    separable the other way (against the claim)."""
 
     check: Check
     mean: float
@@ -65,6 +67,7 @@ class CheckResult:
     p: float
     p_holm: float
     supports: bool
+    against: bool = False
 
     @property
     def n(self) -> int:
@@ -113,9 +116,12 @@ def decide(checks: Sequence[Check], *, untestable: str = "") -> Verdict:
     results = []
     for check, (mean, low, high, p), p_holm in zip(testable, raw, adjusted, strict=True):
         direction_ok = check.direction * (mean - check.threshold) > 0
-        supports = bool(direction_ok and float(p_holm) < ALPHA)
-        results.append(CheckResult(check, mean, low, high, p, float(p_holm), supports))
+        separable = float(p_holm) < ALPHA
+        supports = bool(direction_ok and separable)
+        against = bool(separable and check.direction * (mean - check.threshold) < 0)
+        results.append(CheckResult(check, mean, low, high, p, float(p_holm), supports, against))
     supported = sum(r.supports for r in results)
+    opposed = sum(r.against for r in results)
     total = len(results)
     left_out = len(checks) - total
     note = f"; {left_out} comparison(s) had too few replicates" if left_out else ""
@@ -125,9 +131,10 @@ def decide(checks: Sequence[Check], *, untestable: str = "") -> Verdict:
         verdict = DOES_NOT_HOLD
     else:
         verdict = PARTLY
-    reason = (
-        f"{supported} of {total} comparison(s) separable in the paper's direction (Holm, α = {ALPHA:g}){note}"
+    reason = f"{supported} of {total} comparison(s) separable in the paper's direction" + (
+        f", {opposed} separable against it" if opposed else ""
     )
+    reason += f" (Holm, α = {ALPHA:g}){note}"
     return Verdict(verdict, reason, tuple(results))
 
 
